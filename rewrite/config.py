@@ -74,7 +74,8 @@ class RewriteConfig:
         rewrite_js: Rewrite string literals in clear URL positions of JavaScript.
         inject_context: Put the tunnel context script first in every HTML `<head>`.
         tunnel_id: Exposed to pages as `__TUNNEL_CONTEXT__.tunnelId`; defaults to the prefix's last segment.
-        regex_timeout: Seconds any one regex may spend on page content before the part is skipped.
+        regex_timeout: Seconds any one regex may spend per megabyte of page content (at least one megabyte's
+            worth) before that part is skipped: a guard against pathological input, not a speed limit.
         max_body_size: Bodies larger than this (encoded) pass through unchanged.
         max_decoded_size: Decompressed bodies larger than this pass through unchanged (bomb guard).
         upstream_aliases: More origins that name the upstream (for example a dev server's own public name).
@@ -114,6 +115,10 @@ class RewriteConfig:
         origins.discard(self.public_origin)
         object.__setattr__(self, "upstream_origins", frozenset(origins))
         object.__setattr__(self, "upstream_hosts", frozenset(_host(origin) for origin in origins))
+
+    def regex_budget(self, length: int) -> float:
+        """The timeout for one regex call over `length` characters of page content."""
+        return self.regex_timeout * max(1.0, length / 1_000_000)
 
     @property
     def path_mode(self) -> bool:

@@ -53,7 +53,7 @@ def rewrite_css(stylesheet: str, config: RewriteConfig) -> RewriteResult:
         left alone.
     """
     try:
-        if not _ANY_URL.search(stylesheet, timeout=config.regex_timeout):
+        if not _ANY_URL.search(stylesheet, timeout=config.regex_budget(len(stylesheet))):
             return RewriteResult(stylesheet)
         rewrites: list[Rewrite] = []
         text = _rewrite(stylesheet, config, rewrites, strings_are_urls=False)
@@ -68,7 +68,7 @@ def rewrite_css(stylesheet: str, config: RewriteConfig) -> RewriteResult:
 def _rewrite(css: str, config: RewriteConfig, rewrites: list[Rewrite], *, strings_are_urls: bool) -> str:
     pieces: list[str] = []
     done = 0
-    for match in _CANDIDATES.finditer(css, timeout=config.regex_timeout):
+    for match in _CANDIDATES.finditer(css, timeout=config.regex_budget(len(css))):
         kind = match.lastgroup
         if kind == "comment":
             continue

@@ -1,13 +1,18 @@
 """Find the URLs of an HTML document (attributes, srcset, inline CSS and JS, import maps, meta refresh)
 and point them at the public origin; place the tunnel context script. Pure.
 
-selectolax (lexbor) parses the page once. One selector list, built per tunnel, picks in C only the
-elements that can hold something to rewrite, so Python touches a small part of a large page. The parser
-re-serialises the whole document, so a page that needed no change is returned as the original string.
+selectolax (lexbor) parses the page and serialises it in the HTML Standard's canonical form: every
+attribute is written `name="value"`, lower-case, with `&`, `"`, `<` and `>` escaped in values, and a raw
+`<` outside comments and raw-text elements always opens a tag. In that form a regex can find attribute
+values exactly, so the bulk of the work, prefixing absolute paths in URL attributes, is one substitution
+done in C rather than a Python step per element. The parser's tree handles what needs structure: scripts,
+styles, meta, srcset and the context script. A page that needed no change is returned as the original
+string, since the serialisation differs from it in quoting and whitespace.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from functools import lru_cache
 
@@ -21,59 +26,33 @@ from rewrite.headers import rewrite_refresh
 from rewrite.inject import CONTEXT_SCRIPT_ID, context_script_hash, place_context_script
 from rewrite.js import rewrite_js
 from rewrite.result import Rewrite, RewriteResult, Skipped
-from rewrite.urls import to_public_url
+from rewrite.urls import absolute_path_pattern, to_public_url
 
 __all__ = ["URL_ATTRIBUTES", "rewrite_html"]
 
 # Attributes whose value is one URL (HTML Standard, "Attributes" index, plus the obsolete ones browsers
 # still fetch: background, longdesc, lowsrc). `data` counts only on <object>.
-URL_ATTRIBUTES = frozenset(
-    {
-        "href",
-        "src",
-        "action",
-        "formaction",
-        "poster",
-        "data",
-        "cite",
-        "background",
-        "manifest",
-        "longdesc",
-        "lowsrc",
-        "xlink:href",
-    }
+URL_ATTRIBUTES = (
+    "href", "src", "action", "formaction", "poster", "cite", "background", "manifest", "longdesc", "lowsrc",
+    "xlink:href", "data",
+)  # fmt: skip
+# In the canonical serialisation: inside a start tag, after a space, a URL attribute, `="`, then padding.
+_URL_VALUE_START = (
+    r"(?<=(?:<[a-zA-Z][^<>]*?\s(?:" + "|".join(regex.escape(a) for a in URL_ATTRIBUTES[:-1]) + r")"
+    r"|<object\b[^<>]*?\sdata)=\"[ \t\n\r\f]*+)"
 )
-_HOT_ATTRIBUTES = ("href", "src", "action", "formaction", "poster", "xlink:href")
-_COLD_ATTRIBUTES = ("data", "cite", "background", "manifest", "longdesc", "lowsrc", "ping")
+# Elements and attributes that need the tree: everything but single-URL attributes.
+_STRUCTURED = "script,style,meta,[srcset],[imagesrcset],[ping],[style]"
+_LIST_ATTRIBUTES = ("srcset", "imagesrcset", "ping", "style")
 _JS_TYPES = frozenset(
-    {
-        "",
-        "text/javascript",
-        "application/javascript",
-        "module",
-        "text/ecmascript",
-        "application/ecmascript",
-        "application/x-javascript",
-        "text/jsx",
-        "text/babel",
-    }
-)
+    {"", "text/javascript", "application/javascript", "module", "text/ecmascript", "application/ecmascript",
+     "application/x-javascript", "text/jsx", "text/babel"}
+)  # fmt: skip
 # Social and tile metadata that names an absolute URL in `content` (Open Graph, Twitter cards, Windows).
 _META_URL_NAMES = frozenset(
-    {
-        "og:url",
-        "og:image",
-        "og:image:url",
-        "og:image:secure_url",
-        "og:video",
-        "og:video:url",
-        "og:audio",
-        "twitter:image",
-        "twitter:url",
-        "msapplication-tileimage",
-        "msapplication-config",
-    }
-)
+    {"og:url", "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url", "og:audio",
+     "twitter:image", "twitter:url", "msapplication-tileimage", "msapplication-config"}
+)  # fmt: skip
 # A document (rather than a fragment such as an htmx partial) names one of these; fragments are
 # serialised without the <html><head><body> the parser adds, and get no context script.
 _DOCUMENT_MARKER = regex.compile(r"<(?:!doctype|html|head|body)[\s>/]", regex.IGNORECASE)
@@ -84,7 +63,8 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
     """Point every URL of an HTML document at the public origin and place the tunnel context script.
 
     With `config.strategy == "base"` only a `<base href>` for the prefix (and the context script) is
-    added. Inline `<style>`, `style=""` and `<script>` go through the CSS and JavaScript rewriters.
+    added. Inline `<style>`, `style=""` and `<script>` go through the CSS and JavaScript rewriters;
+    markup inside `<template>` and `<noscript>` is rewritten too.
 
     Args:
         document: Decoded HTML text, a whole page or a fragment.
@@ -94,79 +74,123 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
         The rewritten text (the very same string when nothing changed), what changed, and what was
         left alone.
     """
+    if config.strategy == "none":
+        return RewriteResult(document)
     tree = LexborHTMLParser(document)
     is_document = _DOCUMENT_MARKER.search(document) is not None
     rewrites: list[Rewrite] = []
     skipped: list[Skipped] = []
     if config.strategy == "base":
         _ensure_base(tree, config, rewrites)
-    elif config.strategy == "full":
-        for node in tree.css(_selector(config)):
-            _rewrite_element(node, config, rewrites, skipped)
-    injected = False
-    if config.inject_context and is_document and config.strategy != "none":
-        injected = place_context_script(tree, config)
-        if injected:
-            rewrites.append(Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
-            _allow_in_meta_csp(tree, config, rewrites)
-    if not rewrites:
-        return RewriteResult(document, skipped=tuple(skipped))
+    injected = config.inject_context and is_document and place_context_script(tree, config)
+    if injected:
+        rewrites.append(Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
+    if config.strategy == "full":
+        for node in tree.css(_STRUCTURED):
+            _rewrite_structured(node, config, injected, rewrites, skipped)
+    elif injected:
+        for node in tree.css("meta"):
+            _rewrite_meta(node, config, injected, rewrites)
     if is_document:
         text = tree.html or ""
     else:
         text = "".join(node.inner_html or "" for node in (tree.head, tree.body) if node is not None)
+    if config.strategy == "full":
+        try:
+            text = _prefix_paths(text, config, rewrites)
+            if _may_name_an_origin(document, config):
+                text = _map_origins(text, config, rewrites)
+        except TimeoutError:
+            skipped.append(Skipped("regex timed out; page passed through", "html", document[:80]))
+            return RewriteResult(document, skipped=tuple(skipped))
+    if not rewrites:
+        return RewriteResult(document, skipped=tuple(skipped))
     return RewriteResult(text, tuple(rewrites), tuple(skipped))
 
 
 @lru_cache(maxsize=256)
-def _selector(config: RewriteConfig) -> str:
-    """The elements that may need a change: URL attributes that can map, plus every kind of inline code."""
-    starts: list[str] = ["//", " "]
-    if config.prefix:
-        starts.append("/")
-    for origin in (*sorted(config.upstream_origins), config.public_origin):
-        starts.append(origin)
-        scheme, _, rest = origin.partition("://")
-        starts.append(("ws" if scheme == "http" else "wss") + "://" + rest)
-    parts = [
-        f'[{name.replace(":", chr(92) + ":")}^="{start}" i]' for name in _HOT_ATTRIBUTES for start in starts
-    ]
-    parts += [f"[{name}]" for name in _COLD_ATTRIBUTES]
-    parts += [
-        "[srcset]",
-        "[imagesrcset]",
-        '[style*="url(" i]',
-        '[style*="image-set(" i]',
-        "style",
-        "script",
-        "meta[http-equiv]",
-        "meta[property][content]",
-        "meta[name][content]",
-    ]
-    return ",".join(parts)
+def _path_regex(prefix: str) -> regex.Pattern[str]:
+    return regex.compile(_URL_VALUE_START + absolute_path_pattern(prefix))
 
 
-def _rewrite_element(
-    node: LexborNode, config: RewriteConfig, rewrites: list[Rewrite], skipped: list[Skipped]
+# A URL attribute value naming a host: the match starts at its `//`, the rarest point to anchor on, and
+# the scheme before it (if any) is captured inside the look-behind.
+# No possessive quantifiers inside the look-behind: `regex` matches it right to left.
+_ORIGIN_VALUE = regex.compile(_URL_VALUE_START[:-1] + r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:)?)//[^\"]*+")
+
+
+@lru_cache(maxsize=256)
+def _origin_needles(config: RewriteConfig) -> tuple[str, ...]:
+    """Substrings of which at least one appears in any page that names the upstream or public origin."""
+    needles = set()
+    for origin in (*config.upstream_origins, config.public_origin):
+        authority = origin.partition("://")[2]
+        port = authority.rpartition(":")[2] if not authority.endswith("]") and ":" in authority else ""
+        needles.add(f":{port}" if port else authority)
+    return tuple(sorted(needles))
+
+
+def _may_name_an_origin(document: str, config: RewriteConfig) -> bool:
+    """A cheap test on the original page that saves the origin pass on most pages."""
+    return any(needle in document for needle in _origin_needles(config))
+
+
+def _prefix_paths(text: str, config: RewriteConfig, rewrites: list[Rewrite]) -> str:
+    """Prefix the absolute paths of every URL attribute in one substitution (path mode only)."""
+    if not config.prefix:
+        return text
+    pattern = _path_regex(config.prefix)
+    new, count = pattern.subn(config.prefix + "/", text, timeout=config.regex_budget(len(text)))
+    if count:
+        rewrites.append(Rewrite("html url attributes", "/…", f"{config.prefix}/…", count))
+    return new
+
+
+def _map_origins(text: str, config: RewriteConfig, rewrites: list[Rewrite]) -> str:
+    """Map URL attribute values that name the upstream or public origin."""
+    pieces: list[str] = []
+    done = 0
+    for match in _ORIGIN_VALUE.finditer(text, timeout=config.regex_budget(len(text))):
+        start = match.start("scheme") if match.group("scheme") else match.start()
+        raw = text[start : match.end()]
+        value = html.unescape(raw) if "&" in raw else raw
+        mapped = to_public_url(value, config)
+        if mapped is None:
+            continue
+        rewrites.append(Rewrite("html url attribute", value, mapped))
+        pieces += [text[done:start], _escape_attribute(mapped)]
+        done = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _escape_attribute(value: str) -> str:
+    """Escape a value as the canonical serialisation does (HTML Standard, "escaping a string")."""
+    return (
+        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+        .replace("\xa0", "&nbsp;")
+    )  # fmt: skip
+
+
+def _rewrite_structured(
+    node: LexborNode, config: RewriteConfig, injected: bool, rewrites: list[Rewrite], skipped: list[Skipped]
 ) -> None:
     tag = node.tag or ""
-    for name, value in node.attributes.items():
+    attrs = node.attributes
+    for name in _LIST_ATTRIBUTES:
+        value = attrs.get(name)
         if not value:
             continue
-        if name in URL_ATTRIBUTES:
-            if name == "data" and tag != "object":
-                continue
-            new = to_public_url(value, config)
-        elif name in ("srcset", "imagesrcset"):
-            new = _rewrite_srcset(value, config)
-        elif name == "ping":
-            new = _rewrite_url_list(value, config)
-        elif name == "style":
+        if name == "style":
             result = rewrite_css(value, config)
             skipped.extend(result.skipped)
             new = result.text if result.changed else None
+        elif name == "ping":
+            new = _rewrite_url_list(value, config)
         else:
-            continue
+            new = _rewrite_srcset(value, config)
         if new is not None:
             node.attrs[name] = new
             rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
@@ -175,7 +199,7 @@ def _rewrite_element(
     elif tag == "style":
         _replace_text(node, rewrite_css(node.text(deep=True), config), "style", rewrites, skipped)
     elif tag == "meta":
-        _rewrite_meta(node, config, rewrites)
+        _rewrite_meta(node, config, injected, rewrites)
 
 
 def _rewrite_script(
@@ -201,7 +225,7 @@ def _replace_text(
     node.child.replace_with(result.text)
     while node.child is not None and node.child.next is not None:
         node.child.next.decompose()
-    rewrites.extend(Rewrite(f"{where} {r.where}", r.before, r.after) for r in result.rewrites)
+    rewrites.extend(Rewrite(f"{where} {r.where}", r.before, r.after, r.times) for r in result.rewrites)
 
 
 def _rewrite_import_map(
@@ -218,34 +242,30 @@ def _rewrite_import_map(
         return
     found: list[Rewrite] = []
 
+    def mapped(url: str, where: str) -> str:
+        new = to_public_url(url, config)
+        if new is None:
+            return url
+        found.append(Rewrite(where, url, new))
+        return new
+
     def remap(mapping: object) -> object:
         if not isinstance(mapping, dict):
             return mapping
-        out: dict[str, object] = {}
-        for key, value in mapping.items():
-            new_key = to_public_url(key, config) or key
-            if isinstance(value, str):
-                new_value = to_public_url(value, config)
-                if new_value is not None:
-                    found.append(Rewrite("importmap", value, new_value))
-                    value = new_value
-            if new_key != key:
-                found.append(Rewrite("importmap key", key, new_key))
-            out[new_key] = value
-        return out
+        return {
+            mapped(key, "importmap specifier"): mapped(value, "importmap")
+            if isinstance(value, str)
+            else value
+            for key, value in mapping.items()
+        }
 
     if "imports" in import_map:
         import_map["imports"] = remap(import_map["imports"])
     scopes = import_map.get("scopes")
     if isinstance(scopes, dict):
         import_map["scopes"] = {
-            (to_public_url(scope, config) or scope): remap(inner) for scope, inner in scopes.items()
+            mapped(scope, "importmap scope"): remap(inner) for scope, inner in scopes.items()
         }
-        found.extend(
-            Rewrite("importmap scope", s, to_public_url(s, config) or s)
-            for s in scopes
-            if to_public_url(s, config) is not None
-        )
     if not found:
         return
     text = json.dumps(import_map, indent=2 if "\n" in source.strip() else None, ensure_ascii=False)
@@ -254,15 +274,19 @@ def _rewrite_import_map(
     _replace_text(node, RewriteResult(text, tuple(found)), "script[type=importmap]", rewrites, skipped)
 
 
-def _rewrite_meta(node: LexborNode, config: RewriteConfig, rewrites: list[Rewrite]) -> None:
+def _rewrite_meta(node: LexborNode, config: RewriteConfig, injected: bool, rewrites: list[Rewrite]) -> None:
     attrs = node.attributes
     content = attrs.get("content")
     if not content:
         return
-    if (attrs.get("http-equiv") or "").strip().lower() == "refresh":
+    equiv = (attrs.get("http-equiv") or "").strip().lower()
+    if equiv == "refresh" and config.strategy == "full":
         new = rewrite_refresh(content, config)
+    elif equiv == "content-security-policy" and injected:
+        # The policy applies only to what follows it, but a page may place it first: admit our script.
+        new = allow_script_hash(content, context_script_hash(config))
     elif (attrs.get("property") or attrs.get("name") or "").strip().lower() in _META_URL_NAMES:
-        new = to_public_url(content, config)
+        new = to_public_url(content, config) if config.strategy == "full" else None
     else:
         return
     if new is not None:
@@ -322,26 +346,11 @@ def _ensure_base(tree: LexborHTMLParser, config: RewriteConfig, rewrites: list[R
             rewrites.append(Rewrite("base[href]", href, new))
         return
     head = tree.head
-    if head is None:
-        return
     element = LexborHTMLParser(f'<base href="{config.prefix}/">').css_first("base")
-    if element is None:
+    if head is None or element is None:
         return
     if head.child is not None:
         head.child.insert_before(element)
     else:
         head.insert_child(element)
     rewrites.append(Rewrite("base[href]", "", f"{config.prefix}/"))
-
-
-def _allow_in_meta_csp(tree: LexborHTMLParser, config: RewriteConfig, rewrites: list[Rewrite]) -> None:
-    """Admit the context script under a policy delivered in `<meta http-equiv=Content-Security-Policy>`."""
-    for meta in tree.css("meta[http-equiv]"):
-        attrs = meta.attributes
-        if (attrs.get("http-equiv") or "").strip().lower() != "content-security-policy":
-            continue
-        policy = attrs.get("content") or ""
-        new = allow_script_hash(policy, context_script_hash(config))
-        if new is not None:
-            meta.attrs["content"] = new
-            rewrites.append(Rewrite("meta[content] csp", policy, new))

@@ -5,9 +5,10 @@ platform or a well-known library takes a URL (`fetch("/x")`, `import{a}from"/x.j
 `xhr.open("GET", "/x")`, `url: "/x"`, `img.src = "/x"`, ...) is handed to `to_public_url`; every other
 string stays as it was. What static rewriting cannot see is left to the injected context script.
 
-How it stays fast: the script is never tokenised. A cheap scan finds quotes that open something URL-like
-(`"/`, `'/`, `` `/ ``, `"http:` ...), and only for those a reverse-anchored regex reads the code just before
-the quote to decide whether it is a URL position. Bundles without such quotes return at once.
+How it stays fast: the script is never tokenised. A cheap scan finds the quotes that open something
+URL-like (`"/`, `'/`, `` `/ ``, or a quote before the upstream's or the public host), and only for those a
+reverse-anchored regex reads the code just before the quote to decide whether it is a URL position.
+Not tokenising also keeps odd input local: a stray apostrophe in a comment cannot shift what follows.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from rewrite.urls import to_public_url
 __all__ = ["rewrite_js"]
 
 # A quote that opens a literal whose text starts with "/" (a path, or "//host") or with "\/" (the same,
-# JSON-style escaped). Consuming and without alternation, so the regex module scans at memory speed.
-_CANDIDATE_PATH = regex.compile(
+# JSON-style escaped). Consuming, without alternation or lookaround: the regex module then scans at
+# hundreds of MB/s, faster than str.find over text as full of quotes as a bundle is.
+_PATH_OPENER = regex.compile(
     r"""
     [\"'`]          # a quote that may open a string or template literal
     \\?+ /         # ... followed by "/", escaped or not
@@ -88,8 +90,10 @@ _CONTEXT = regex.compile(
       | # img.src = "/x", a.href = "/x", form.action = "/x"
         \. \s*+ (?P<property_assign> src | href | action ) \s*+ =
       | # {url: "/x"}, {"href": "/x"}: object properties that name a URL (after "{" or ",", so that
-        # `a ? url : "/x"` is not one).
-        [{,] \s*+ ["']?+ (?P<key> url | href | src | action | baseURL | baseUrl | endpoint ) ["']?+ \s*+ :
+        # `a ? url : "/x"` is not one). `scope` is the option of serviceWorker.register(), whose scope
+        # must lie under the worker's (prefixed) path or registration fails.
+        [{,] \s*+ ["']?+ (?P<key> url | href | src | action | baseURL | baseUrl | endpoint | scope ) ["']?+
+        \s*+ :
       | # axios("/x"), axios.get("/x"), ...
         (?<![\w$])
         (?P<axios> axios (?: \s*+ \. \s*+ (?: get | post | put | delete | patch | head | options ) )?+ )
@@ -126,25 +130,6 @@ _CONTEXT_ENDS = frozenset("(,=:tm")
 # Escapes whose decoding is a single character and whose re-encoding is obvious. Anything else
 # (\u002F, \x2f, \n, line continuations, \$) makes the literal's value uncertain, so it is skipped.
 _SIMPLE_ESCAPES = frozenset("/\\\"'`")
-_LABEL_GROUPS = (
-    "fetch",
-    "dynamic_import",
-    "from",
-    "side_import",
-    "new",
-    "import_scripts",
-    "register",
-    "beacon",
-    "xhr",
-    "navigate",
-    "window_open",
-    "location_assign",
-    "property_assign",
-    "key",
-    "axios",
-    "jquery",
-    "set_attribute",
-)
 
 
 def rewrite_js(script: str, config: RewriteConfig) -> RewriteResult:
@@ -166,7 +151,9 @@ def rewrite_js(script: str, config: RewriteConfig) -> RewriteResult:
         # Fail open: a half-rewritten script is worse than an untouched one.
         return RewriteResult(
             script,
-            skipped=(Skipped(reason=f"regex timed out after {config.regex_timeout}s", where="js"),),
+            skipped=(
+                Skipped(reason=f"regex timed out after {config.regex_budget(len(script))}s", where="js"),
+            ),
         )
 
 
@@ -177,30 +164,27 @@ def _candidates(script: str, config: RewriteConfig) -> list[int]:
     and only then traced back to their quote, so a bundle full of other URLs costs nothing extra.
     Hosts are matched as the config spells them, in lower case, as URLs in code practically always are.
     """
-    timeout = config.regex_timeout
-    positions: list[int] = []
+    timeout = config.regex_budget(len(script))  # per call, scaled to the script's size
+    found: set[int] = set()
     if config.prefix:
-        positions = [found.start() for found in _CANDIDATE_PATH.finditer(script, timeout=timeout)]
+        found.update(match.start() for match in _PATH_OPENER.finditer(script, timeout=timeout))
     authorities = {origin.partition("://")[2] for origin in config.upstream_origins}
     # The public origin too, even in host mode where it never changes: a literal found on the first pass
     # must be found on the second, or quotes inside it would be judged differently (see `literal_end`).
     authorities.add(config.public_origin.partition("://")[2])
-    origins: set[int] = set()
     for authority in authorities:
         at = script.find(authority)
         while at != -1:
             start = _ORIGIN_START.match(script, 0, at, timeout=timeout)
             if start is not None:
-                origins.add(start.start())
+                found.add(start.start())
             at = script.find(authority, at + len(authority))
-    if origins:
-        return sorted(origins.union(positions))
-    return positions
+    return sorted(found)
 
 
 def _rewrite(script: str, config: RewriteConfig) -> RewriteResult:
     """Rewrite the literals that sit in URL positions, visiting candidate quotes in order."""
-    timeout = config.regex_timeout
+    timeout = config.regex_budget(len(script))  # per call, scaled to the script's size
     pieces: list[str] = []
     rewrites: list[Rewrite] = []
     skipped: list[Skipped] = []
@@ -219,11 +203,10 @@ def _rewrite(script: str, config: RewriteConfig) -> RewriteResult:
         context = _CONTEXT.match(script, 0, quote, timeout=timeout)
         if context is None:
             continue
-        literal = _LITERAL.match(script, quote, timeout=timeout)
-        if literal is None:
+        span = _literal_span(script, quote, timeout)
+        if span is None:
             continue  # an unterminated literal: not ours to guess at
-        literal_end = literal.end()
-        body_start, body_end = literal.span("body")
+        body_start, body_end, literal_end = span
         body = script[body_start:body_end]
         where = _label(context)
         value = _decode(body)
@@ -232,7 +215,7 @@ def _rewrite(script: str, config: RewriteConfig) -> RewriteResult:
                 Skipped(
                     reason="string literal has escapes that cannot be mapped safely",
                     where=where,
-                    excerpt=script[quote : min(literal.end(), quote + 80)],
+                    excerpt=script[quote : min(literal_end, quote + 80)],
                 )
             )
             continue
@@ -249,32 +232,51 @@ def _rewrite(script: str, config: RewriteConfig) -> RewriteResult:
     return RewriteResult("".join(pieces), tuple(rewrites), tuple(skipped))
 
 
+def _literal_span(script: str, quote: int, timeout: float) -> tuple[int, int, int] | None:
+    """Where the literal opened at `quote` has its body, and where it ends; None if it does not end.
+
+    A quoted string without backslashes (nearly all of them) is measured with str.find; the regex
+    reads the rest: escapes, and template literals with their substitutions.
+    """
+    mark = script[quote]
+    if mark != "`":
+        start = quote + 1
+        close = script.find(mark, start)
+        if close != -1 and script.find("\\", start, close) == -1:
+            if script.find("\n", start, close) != -1 or script.find("\r", start, close) != -1:
+                return None  # a string literal cannot hold a raw line break
+            return start, close, close + 1
+    literal = _LITERAL.match(script, quote, timeout=timeout)
+    if literal is None:
+        return None
+    body_start, body_end = literal.span("body")
+    return body_start, body_end, literal.end()
+
+
 def _label(context: regex.Match[str]) -> str:
-    """Name the URL position a context match found, for the report ("js fetch()", "js url:")."""
-    groups = context.groupdict()
-    for name in _LABEL_GROUPS:
-        text = groups.get(name)
-        if text is None:
-            continue
-        text = "".join(text.split())
-        if name == "from":
-            return f"js {text} from"
-        if name == "side_import":
-            return "js import"
-        if name == "new":
-            return f"js new {text}()"
-        if name == "xhr":
-            return "js XMLHttpRequest.open()"
-        if name == "location_assign":
-            return f"js {text} ="
-        if name == "property_assign":
-            return f"js .{text} ="
-        if name == "key":
-            return f"js {text}:"
-        if name == "set_attribute":
-            return f"js setAttribute({text})"
-        return f"js {text}()"
-    return "js"  # pragma: no cover - every branch of _CONTEXT names a group
+    """Name the URL position a context match found, for the report ("js fetch()", "js url:").
+
+    Every branch of `_CONTEXT` holds exactly one capturing group, so the last group is the branch's.
+    """
+    name = context.lastgroup or ""
+    text = "".join((context.group(name) if name else "").split())
+    if name == "from":
+        return f"js {text} from"
+    if name == "side_import":
+        return "js import"
+    if name == "new":
+        return f"js new {text}()"
+    if name == "xhr":
+        return "js XMLHttpRequest.open()"
+    if name == "location_assign":
+        return f"js {text} ="
+    if name == "property_assign":
+        return f"js .{text} ="
+    if name == "key":
+        return f"js {text}:"
+    if name == "set_attribute":
+        return f"js setAttribute({text})"
+    return f"js {text}()"
 
 
 def _decode(body: str) -> str | None:

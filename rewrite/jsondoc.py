@@ -388,7 +388,7 @@ def _serialise(body: str, doc: dict[str, Any], additions: list[tuple[str, Any]],
             indent=style.indent,
             separators=(style.item_separator, style.key_separator),
         )
-    except RecursionError as exc:
+    except RecursionError as exc:  # pragma: no cover - the parser's limit is the tighter one today
         raise _RefusedError("JSON nested too deeply") from exc
     escape = f"\\u{ord(marker):04x}"
     # A tagged number reads '"' + escape + digits + escape + '"'; untag it back to the bare digits.

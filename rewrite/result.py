@@ -9,11 +9,12 @@ __all__ = ["Report", "ResponseResult", "Rewrite", "RewriteResult", "Skipped"]
 
 
 class Rewrite(NamedTuple):
-    """One URL that was changed. A named tuple: pages can hold tens of thousands of these."""
+    """One URL that was changed, or `times` alike ones. A named tuple: pages hold thousands of these."""
 
     where: str  # "a[href]", "css url()", "js fetch()", "header Location", ...
     before: str
     after: str
+    times: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,8 @@ class Report:
     skipped: tuple[Skipped, ...] = ()
 
     def __str__(self) -> str:
-        lines = [f"{len(self.rewrites)} rewritten, {len(self.skipped)} skipped"]
+        rewritten = sum(rewrite.times for rewrite in self.rewrites)
+        lines = [f"{rewritten} rewritten, {len(self.skipped)} skipped"]
         lines += [f"  skipped {skipped}" for skipped in self.skipped]
         return "\n".join(lines)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import posixpath
 from urllib.parse import unquote
 
+from regex import escape as regex_escape
+
 from rewrite.config import RewriteConfig
 
-__all__ = ["is_prefixed", "to_public_url", "to_upstream_path"]
+__all__ = ["absolute_path_pattern", "is_prefixed", "to_public_url", "to_upstream_path"]
 
 # URL-ish attribute values may be padded with ASCII whitespace, which browsers strip
 # (https://url.spec.whatwg.org/#concept-basic-url-parser, "leading and trailing C0 control or space").
@@ -26,6 +28,19 @@ def is_prefixed(path: str, prefix: str) -> bool:
     if not path.startswith(prefix):
         return False
     return len(path) == len(prefix) or path[len(prefix)] in "/?#"
+
+
+def absolute_path_pattern(prefix: str) -> str:
+    """The regex form of `to_public_url`'s rule for absolute paths, for a value delimited by `"`.
+
+    It matches the leading `/` of a path that needs the prefix: not `//` or `/\\` (those name a host)
+    and not already under the prefix. Inserting `prefix` before the match is exactly what
+    `to_public_url` does to such a path; a property test holds the two to that.
+    """
+    if not prefix:
+        return r"(?!)"  # host mode: no path ever changes
+    rest = regex_escape(prefix[1:])
+    return rf"/(?![/\\])(?!{rest}(?:[/?#\"\s]|$))"
 
 
 def to_public_url(url: str, config: RewriteConfig) -> str | None:

@@ -9,7 +9,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from rewrite.config import RewriteConfig
 from rewrite.html import rewrite_html
-from rewrite.inject import CONTEXT_SCRIPT_ID, context_script_hash
+from rewrite.inject import CONTEXT_SCRIPT_ID, context_script, context_script_hash
 from tests.rewrite.conftest import HOST_MODE, PATH_MODE
 
 PAGES = Path(__file__).parents[2] / "fixtures" / "pages"
@@ -203,3 +203,45 @@ def test_malformed_html_never_raises(page: str) -> None:
     result = rewrite_html(page, PATH_MODE)
     assert isinstance(result.text, str)
     assert rewrite_html(result.text, PATH_MODE).text == result.text
+
+
+def test_context_script_survives_verbatim() -> None:
+    """The attribute passes never touch the injected script, so its CSP hash stays right."""
+    tree = LexborHTMLParser(rewrite_html(KITCHEN_SINK, PATH_MODE).text)
+    script = tree.css_first(f"script#{CONTEXT_SCRIPT_ID}")
+    assert script is not None
+    assert script.text(deep=True) == context_script(PATH_MODE)
+
+
+def test_template_and_noscript_markup_is_rewritten() -> None:
+    """Markup the browser instantiates later (template) or parses as text (noscript) keeps the prefix too."""
+    page = (
+        '<html><head><noscript><link rel="stylesheet" href="/nojs.css"></noscript></head>'
+        '<body><template><a href="/in-template">t</a></template></body></html>'
+    )
+    text = rewrite_html(page, PATH_MODE).text
+    assert '<a href="/abc123/in-template">' in text
+    assert 'href="/abc123/nojs.css"' in text
+
+
+def test_tag_context_is_required() -> None:
+    """Text that merely looks like an attribute, and escaped markup, stays as it is."""
+    page = '<html><body><p>say href="/x" here</p><textarea><a href="/y"></textarea></body></html>'
+    text = rewrite_html(page, PATH_MODE).text
+    assert 'say href="/x" here' in text
+    assert '&lt;a href="/y"&gt;' in text
+
+
+def test_attribute_values_with_markup_characters() -> None:
+    """A `>` or quote in an earlier attribute does not hide the URL attribute after it."""
+    page = """<html><body><a title='a > b "c"' href="/x">x</a><img alt="<" src=/y></body></html>"""
+    text = rewrite_html(page, PATH_MODE).text
+    assert _attr(text, "a", "href") == "/abc123/x"
+    assert _attr(text, "img", "src") == "/abc123/y"
+
+
+def test_report_counts_attribute_rewrites() -> None:
+    """The bulk attribute pass reports how many paths it prefixed."""
+    page = "<html><body>" + '<a href="/p">p</a>' * 7 + "</body></html>"
+    rewrites = rewrite_html(page, PATH_MODE).rewrites
+    assert [r.times for r in rewrites if r.where == "html url attributes"] == [7]

@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import gzip
+from html import escape as html_escape
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
 from rewrite import RewriteConfig, rewrite_css, rewrite_html, rewrite_response
-from rewrite.urls import is_prefixed
+from rewrite.urls import is_prefixed, to_public_url
 from tests.rewrite.conftest import PATH_MODE
 
 NO_INJECT = RewriteConfig(
@@ -162,3 +163,23 @@ def test_css_rewriting_twice_equals_once(stylesheet: str) -> None:
     """A rewritten stylesheet has nothing left to rewrite."""
     once = rewrite_css(stylesheet, PATH_MODE).text
     assert rewrite_css(once, PATH_MODE).text is once
+
+
+attribute_values = st.one_of(
+    urls,
+    st.text(alphabet="/abc123\\?#&;= \t%.:", max_size=14),
+    st.sampled_from(["/abc123", " /abc123 ", "/abc123?x", "/abc1234", "//x", "/\\x", " /y", "/&amp;"]),
+)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(tags_and_attributes, attribute_values), min_size=1, max_size=8))
+def test_fast_attribute_pass_agrees_with_to_public_url(pairs: list[tuple[tuple[str, str], str]]) -> None:
+    """Each URL attribute ends up exactly as `to_public_url` says, through the one-substitution path."""
+    body = "".join(f'<{tag} {attribute}="{html_escape(value)}"></{tag}>' for (tag, attribute), value in pairs)
+    tree = LexborHTMLParser(rewrite_html(f"<html><head></head><body>{body}</body></html>", NO_INJECT).text)
+    assert tree.body is not None
+    nodes = [node for node in tree.body.iter() if node.tag != "-text"]
+    assert len(nodes) == len(pairs)
+    for node, ((_, attribute), value) in zip(nodes, pairs, strict=True):
+        assert node.attributes.get(attribute) == (to_public_url(value, NO_INJECT) or value)
