@@ -1,5 +1,26 @@
-"""The developer's side: the `tunnel` command line, the forwarder, and the filter demo (I/O lives here)."""
+"""The developer's side: the `tunnel` command line, the filter demo and its sample apps (I/O lives here).
+
+Names are re-exported lazily, so `import agent` does not pull in FastAPI or uvicorn, which only the demo
+needs.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "cli": ["DemoSettings", "build_parser", "main", "run_demo"],
+    "demo": ["DEFAULT_TIMEOUT", "DemoProxy", "Scope"],
+    "sample_app": ["SWAGGER_UI_DIR", "Item", "NewItem", "create_app"],
+    "sample_spa": ["SPA_ITEMS", "create_spa_app"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"agent.{_MODULE_OF[name]}"), name)

@@ -13,23 +13,33 @@ Two calls are all a proxy needs::
 from __future__ import annotations
 
 from rewrite.body import BodyResult, MediaKind, media_kind, rewrite_body
+from rewrite.charset import declared_charset, decode_text, encode_text
 from rewrite.config import RewriteConfig, Strategy, normalize_origin
 from rewrite.csp import allow_script_hash
 from rewrite.css import rewrite_css
+from rewrite.encoding import DecodeError, decode_content, encode_content, parse_codings
+from rewrite.headers import rewrite_headers, rewrite_refresh
 from rewrite.html import URL_ATTRIBUTES, rewrite_html
-from rewrite.inject import CONTEXT_SCRIPT_ID, context_script, context_script_hash, inject_tunnel_context
+from rewrite.inject import (
+    CONTEXT_SCRIPT_ID,
+    context_script,
+    context_script_hash,
+    inject_tunnel_context,
+    place_context_script,
+)
 from rewrite.js import rewrite_js
 from rewrite.jsondoc import rewrite_json
 from rewrite.request import HOP_BY_HOP, UpstreamRequest, rewrite_request, strip_hop_by_hop
 from rewrite.response import rewrite_response
 from rewrite.result import Report, ResponseResult, Rewrite, RewriteResult, Skipped
-from rewrite.urls import is_prefixed, to_public_url, to_upstream_path
+from rewrite.urls import absolute_path_pattern, is_prefixed, to_public_url, to_upstream_path
 
 __all__ = [
     "CONTEXT_SCRIPT_ID",
     "HOP_BY_HOP",
     "URL_ATTRIBUTES",
     "BodyResult",
+    "DecodeError",
     "MediaKind",
     "Report",
     "ResponseResult",
@@ -39,18 +49,28 @@ __all__ = [
     "Skipped",
     "Strategy",
     "UpstreamRequest",
+    "absolute_path_pattern",
     "allow_script_hash",
     "context_script",
     "context_script_hash",
+    "declared_charset",
+    "decode_content",
+    "decode_text",
+    "encode_content",
+    "encode_text",
     "inject_tunnel_context",
     "is_prefixed",
     "media_kind",
     "normalize_origin",
+    "parse_codings",
+    "place_context_script",
     "rewrite_body",
     "rewrite_css",
+    "rewrite_headers",
     "rewrite_html",
     "rewrite_js",
     "rewrite_json",
+    "rewrite_refresh",
     "rewrite_request",
     "rewrite_response",
     "strip_hop_by_hop",

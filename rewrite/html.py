@@ -57,6 +57,15 @@ _META_URL_NAMES = frozenset(
 # serialised without the <html><head><body> the parser adds, and get no context script.
 _DOCUMENT_MARKER = regex.compile(r"<(?:!doctype|html|head|body)[\s>/]", regex.IGNORECASE)
 _WS = " \t\n\r\f"
+_CSS_URL_HINT = regex.compile(r"url\(|image-set\(|@import", regex.IGNORECASE)
+_STYLE_SEPARATOR = "\n/*\x00*/\n"
+# One image candidate (HTML Standard, "parse a srcset attribute"): a URL is a run of non-whitespace whose
+# trailing commas separate candidates; otherwise descriptors follow, up to a comma outside parentheses.
+_SRCSET_CANDIDATE = regex.compile(
+    r"""[\t\n\f\r ,]*+ (?P<url> [^\t\n\f\r ]++ )
+        (?: (?<=,) | [^,(]*+ (?: \( [^)]*+ \)?+ [^,(]*+ )*+ )""",
+    regex.VERBOSE,
+)
 
 
 def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
@@ -86,8 +95,10 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
     if injected:
         rewrites.append(Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
     if config.strategy == "full":
+        styled: list[LexborNode] = []
         for node in tree.css(_STRUCTURED):
-            _rewrite_structured(node, config, injected, rewrites, skipped)
+            _rewrite_structured(node, config, injected, rewrites, skipped, styled)
+        _rewrite_style_attributes(styled, config, rewrites, skipped)
     elif injected:
         for node in tree.css("meta"):
             _rewrite_meta(node, config, injected, rewrites)
@@ -175,7 +186,12 @@ def _escape_attribute(value: str) -> str:
 
 
 def _rewrite_structured(
-    node: LexborNode, config: RewriteConfig, injected: bool, rewrites: list[Rewrite], skipped: list[Skipped]
+    node: LexborNode,
+    config: RewriteConfig,
+    injected: bool,
+    rewrites: list[Rewrite],
+    skipped: list[Skipped],
+    styled: list[LexborNode],
 ) -> None:
     tag = node.tag or ""
     attrs = node.attributes
@@ -184,13 +200,10 @@ def _rewrite_structured(
         if not value:
             continue
         if name == "style":
-            result = rewrite_css(value, config)
-            skipped.extend(result.skipped)
-            new = result.text if result.changed else None
-        elif name == "ping":
-            new = _rewrite_url_list(value, config)
-        else:
-            new = _rewrite_srcset(value, config)
+            if _CSS_URL_HINT.search(value):
+                styled.append(node)  # rewritten together, below
+            continue
+        new = _rewrite_url_list(value, config) if name == "ping" else _rewrite_srcset(value, config)
         if new is not None:
             node.attrs[name] = new
             rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
@@ -200,6 +213,31 @@ def _rewrite_structured(
         _replace_text(node, rewrite_css(node.text(deep=True), config), "style", rewrites, skipped)
     elif tag == "meta":
         _rewrite_meta(node, config, injected, rewrites)
+
+
+def _rewrite_style_attributes(
+    nodes: list[LexborNode], config: RewriteConfig, rewrites: list[Rewrite], skipped: list[Skipped]
+) -> None:
+    """Rewrite every `style=""` that mentions a URL in one pass of the CSS rewriter.
+
+    A page can hold thousands of these; one call over all of them, joined by a comment that no attribute
+    value can contain (the parser turns NUL into U+FFFD), costs a fraction of a call each. If a value
+    swallows the separator (an unterminated comment or string), each value is rewritten on its own.
+    """
+    if not nodes:
+        return
+    values = [node.attributes.get("style") or "" for node in nodes]
+    result = rewrite_css(_STYLE_SEPARATOR.join(values), config)
+    skipped.extend(result.skipped)
+    if not result.changed:
+        return
+    parts = result.text.split(_STYLE_SEPARATOR)
+    if len(parts) != len(values):
+        parts = [rewrite_css(value, config).text for value in values]
+    for node, value, new in zip(nodes, values, parts, strict=True):
+        if new != value:
+            node.attrs["style"] = new
+            rewrites.append(Rewrite(f"{node.tag}[style]", value, new))
 
 
 def _rewrite_script(
@@ -295,30 +333,14 @@ def _rewrite_meta(node: LexborNode, config: RewriteConfig, injected: bool, rewri
 
 
 def _rewrite_srcset(value: str, config: RewriteConfig) -> str | None:
-    """Map each image candidate's URL (HTML Standard, "parse a srcset attribute")."""
+    """Map each image candidate's URL of a `srcset` or `imagesrcset` value."""
     pieces: list[str] = []
-    done = position = 0
-    length = len(value)
-    while position < length:
-        while position < length and value[position] in _WS + ",":
-            position += 1
-        start = position
-        while position < length and value[position] not in _WS:
-            position += 1
-        url = value[start:position].rstrip(",")
-        if len(url) == position - start:  # no trailing comma: descriptors follow, up to a top-level comma
-            depth = 0
-            while position < length:
-                char = value[position]
-                if char == "(":
-                    depth += 1
-                elif char == ")" and depth:
-                    depth -= 1
-                elif char == "," and not depth:
-                    break
-                position += 1
+    done = 0
+    for match in _SRCSET_CANDIDATE.finditer(value, timeout=config.regex_budget(len(value))):
+        url = match.group("url").rstrip(",")
         mapped = to_public_url(url, config) if url else None
         if mapped is not None:
+            start = match.start("url")
             pieces += [value[done:start], mapped]
             done = start + len(url)
     if not pieces:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
 from rewrite import RewriteConfig, rewrite_css, rewrite_html, rewrite_response
+from rewrite.html import _rewrite_srcset
 from rewrite.urls import is_prefixed, to_public_url
 from tests.rewrite.conftest import PATH_MODE
 
@@ -183,3 +184,32 @@ def test_fast_attribute_pass_agrees_with_to_public_url(pairs: list[tuple[tuple[s
     assert len(nodes) == len(pairs)
     for node, ((_, attribute), value) in zip(nodes, pairs, strict=True):
         assert node.attributes.get(attribute) == (to_public_url(value, NO_INJECT) or value)
+
+
+srcset_urls = st.one_of(
+    absolute_paths,
+    segments,
+    st.sampled_from(
+        ["data:image/png;base64,/9j/AA=", "data:text/plain,/x", "/img,a.png", "/abc123/done.png"]
+    ),
+    absolute_paths.map(lambda p: "http://127.0.0.1:3000" + p),
+)
+srcset_candidates = st.tuples(
+    srcset_urls,
+    st.sampled_from(["", " 1x", " 2x", "  100w", " 1.5x "]),
+    st.sampled_from([",", ", ", " , ", ",,"]),
+)
+
+
+@SETTINGS
+@given(st.lists(srcset_candidates, min_size=1, max_size=5), st.sampled_from(["", " ", "\n"]))
+def test_fast_srcset_pass_agrees_with_the_spec_parser(
+    candidates: list[tuple[str, str, str]], lead: str
+) -> None:
+    """srcset rewritten through the bulk pass equals the HTML Standard's candidate-by-candidate parse."""
+    value = lead + "".join(url + descriptor + comma for url, descriptor, comma in candidates)
+    value = value.rstrip(", ")
+    page = f'<html><head></head><body><img srcset="{html_escape(value)}"></body></html>'
+    node = LexborHTMLParser(rewrite_html(page, NO_INJECT).text).css_first("img")
+    assert node is not None
+    assert node.attributes.get("srcset") == (_rewrite_srcset(value, NO_INJECT) or value)
