@@ -87,6 +87,9 @@ _CONTEXT = regex.compile(
       | # location = "/x", location.href = "/x", location.pathname = "/x" (never ==, += or =>:
         # the "=" must follow the name directly, give or take whitespace).
         (?<![\w$]) (?P<location_assign> location (?: \s*+ \. \s*+ (?: href | pathname ) )?+ ) \s*+ =
+      | # location.origin + "/x" (window. and document. too): a path on this very origin, as in Swagger
+        # UI's `oauth2RedirectUrl: window.location.origin + '/docs/oauth2-redirect'`.
+        (?<![\w$]) (?P<origin_concat> location \s*+ \. \s*+ origin ) \s*+ \+
       | # img.src = "/x", a.href = "/x", form.action = "/x"
         \. \s*+ (?P<property_assign> src | href | action ) \s*+ =
       | # {url: "/x"}, {"href": "/x"}: object properties that name a URL (after "{" or ",", so that
@@ -126,7 +129,7 @@ _LITERAL = regex.compile(
 # Characters that may sit between a call's "(" (or an "=", ":", ",", "from") and the quote.
 _JS_SPACE = frozenset(" \t\n\r\f\v\u00a0\u2028\u2029\ufeff")
 # The last non-space character before every URL position above; anything else skips the regex.
-_CONTEXT_ENDS = frozenset("(,=:tm")
+_CONTEXT_ENDS = frozenset("(,=:tm+")
 # Escapes whose decoding is a single character and whose re-encoding is obvious. Anything else
 # (\u002F, \x2f, \n, line continuations, \$) makes the literal's value uncertain, so it is skipped.
 _SIMPLE_ESCAPES = frozenset("/\\\"'`")
@@ -272,6 +275,8 @@ def _label(context: regex.Match[str]) -> str:
         return f"js {text} ="
     if name == "property_assign":
         return f"js .{text} ="
+    if name == "origin_concat":
+        return f"js {text} +"
     if name == "key":
         return f"js {text}:"
     if name == "set_attribute":
