@@ -61,9 +61,11 @@ _CSS_URL_HINT = regex.compile(r"url\(|image-set\(|@import", regex.IGNORECASE)
 _STYLE_SEPARATOR = "\n/*\x00*/\n"
 # One image candidate (HTML Standard, "parse a srcset attribute"): a URL is a run of non-whitespace whose
 # trailing commas separate candidates; otherwise descriptors follow, up to a comma outside parentheses.
+# NUL separates the values of many attributes scanned in one go (the parser turns NUL in attribute values
+# into U+FFFD, so no value holds one); no candidate crosses it.
 _SRCSET_CANDIDATE = regex.compile(
-    r"""[\t\n\f\r ,]*+ (?P<url> [^\t\n\f\r ]++ )
-        (?: (?<=,) | [^,(]*+ (?: \( [^)]*+ \)?+ [^,(]*+ )*+ )""",
+    r"""[\t\n\f\r ,\x00]*+ (?P<url> [^\t\n\f\r \x00]++ )
+        (?: (?<=,) | [^,(\x00]*+ (?: \( [^)\x00]*+ \)?+ [^,(\x00]*+ )*+ )""",
     regex.VERBOSE,
 )
 
@@ -96,9 +98,11 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
         rewrites.append(Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
     if config.strategy == "full":
         styled: list[LexborNode] = []
+        sourced: list[tuple[LexborNode, str, str]] = []
         for node in tree.css(_STRUCTURED):
-            _rewrite_structured(node, config, injected, rewrites, skipped, styled)
+            _rewrite_structured(node, config, injected, rewrites, skipped, styled, sourced)
         _rewrite_style_attributes(styled, config, rewrites, skipped)
+        _rewrite_srcset_attributes(sourced, config, rewrites)
     elif injected:
         for node in tree.css("meta"):
             _rewrite_meta(node, config, injected, rewrites)
@@ -192,6 +196,7 @@ def _rewrite_structured(
     rewrites: list[Rewrite],
     skipped: list[Skipped],
     styled: list[LexborNode],
+    sourced: list[tuple[LexborNode, str, str]],
 ) -> None:
     tag = node.tag or ""
     attrs = node.attributes
@@ -202,11 +207,13 @@ def _rewrite_structured(
         if name == "style":
             if _CSS_URL_HINT.search(value):
                 styled.append(node)  # rewritten together, below
-            continue
-        new = _rewrite_url_list(value, config) if name == "ping" else _rewrite_srcset(value, config)
-        if new is not None:
-            node.attrs[name] = new
-            rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
+        elif name == "ping":
+            new = _rewrite_url_list(value, config)
+            if new is not None:
+                node.attrs[name] = new
+                rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
+        else:
+            sourced.append((node, name, value))  # rewritten together, below
     if tag == "script":
         _rewrite_script(node, config, rewrites, skipped)
     elif tag == "style":
@@ -332,15 +339,33 @@ def _rewrite_meta(node: LexborNode, config: RewriteConfig, injected: bool, rewri
         rewrites.append(Rewrite("meta[content]", content, new))
 
 
+def _rewrite_srcset_attributes(
+    sourced: list[tuple[LexborNode, str, str]], config: RewriteConfig, rewrites: list[Rewrite]
+) -> None:
+    """Rewrite every `srcset`/`imagesrcset` of the page in one scan over their NUL-joined values."""
+    if not sourced:
+        return
+    values = [value for _, _, value in sourced]
+    new_values = _rewrite_srcset("\x00".join(values), config)
+    if new_values is None:
+        return
+    for (node, name, value), new in zip(sourced, new_values.split("\x00"), strict=True):
+        if new != value:
+            node.attrs[name] = new
+            rewrites.append(Rewrite(f"{node.tag}[{name}]", value, new))
+
+
 def _rewrite_srcset(value: str, config: RewriteConfig) -> str | None:
-    """Map each image candidate's URL of a `srcset` or `imagesrcset` value."""
+    """Map each image candidate's URL of a `srcset` value (or of NUL-joined values), following the HTML
+    Standard's "parse a srcset attribute": a URL is a run of non-whitespace whose trailing commas end the
+    candidate; otherwise descriptors follow, up to a comma outside parentheses."""
     pieces: list[str] = []
     done = 0
     for match in _SRCSET_CANDIDATE.finditer(value, timeout=config.regex_budget(len(value))):
-        url = match.group("url").rstrip(",")
-        mapped = to_public_url(url, config) if url else None
+        start, end = match.span("url")
+        url = value[start:end].rstrip(",")
+        mapped = to_public_url(url, config)
         if mapped is not None:
-            start = match.start("url")
             pieces += [value[done:start], mapped]
             done = start + len(url)
     if not pieces:
