@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MITM_VENV := .venv-mitmproxy
 MITM_STAMP := $(MITM_VENV)/.installed
 
-.PHONY: run test bench lint
+.PHONY: run test bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,10 @@ $(MITM_STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tunnel demo
 
-lint: $(STAMP)
+test: $(STAMP) $(MITM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-
-test: $(STAMP) $(MITM_STAMP) lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
