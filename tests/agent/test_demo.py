@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from agent.demo import DemoProxy
 from agent.sample_app import create_app
-from rewrite import CONTEXT_SCRIPT_ID, RewriteConfig
+from rewrite import CONTEXT_SCRIPT_ID
+from tests.support.proxies import behind_demo_proxy
 from tests.support.servers import RunningServer, closed_port, serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -56,14 +56,7 @@ async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def _proxy(upstream_origin: str, *, timeout: float = 5.0) -> Any:
     """A demo proxy server in front of `upstream_origin`, configured with its own public origin."""
-
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix=PREFIX, public_origin=f"http://127.0.0.1:{port}", upstream_origin=upstream_origin
-        )
-        return DemoProxy(config, timeout=timeout)
-
-    return serve_in_thread(factory=factory)
+    return behind_demo_proxy(upstream_origin, prefix=PREFIX, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

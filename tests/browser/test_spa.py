@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from agent.demo import DemoProxy
 from agent.sample_spa import create_spa_app
-from rewrite import RewriteConfig
 from tests.support.browser import Traffic, launch_chromium, skip_without_chromium
+from tests.support.proxies import behind_demo_proxy
 from tests.support.servers import RunningServer, serve_in_thread
 
 pytestmark = [pytest.mark.browser, skip_without_chromium]
@@ -31,13 +30,10 @@ def browser() -> Iterator[Browser]:
 def proxy() -> Iterator[RunningServer]:
     """The SPA and its API behind the demo proxy under /t3st1d, both on loopback."""
 
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix=PREFIX, public_origin=f"http://127.0.0.1:{port}", upstream_origin=app.origin
-        )
-        return DemoProxy(config)
-
-    with serve_in_thread(create_spa_app(SPA_ROOT)) as app, serve_in_thread(factory=factory) as server:
+    with (
+        serve_in_thread(create_spa_app(SPA_ROOT)) as app,
+        behind_demo_proxy(app.origin, prefix=PREFIX) as server,
+    ):
         yield server
 
 
@@ -126,18 +122,12 @@ def test_control_without_context_script_runtime_urls_escape(browser: Browser) ->
     """Control: without the injected context script, the URLs the SPA builds at run time leave the prefix,
     so the checks above really exercise the run-time wrappers."""
 
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix=PREFIX,
-            public_origin=f"http://127.0.0.1:{port}",
-            upstream_origin=app.origin,
-            inject_context=False,
-        )
-        return DemoProxy(config)
-
     context = browser.new_context()
     try:
-        with serve_in_thread(create_spa_app(SPA_ROOT)) as app, serve_in_thread(factory=factory) as server:
+        with (
+            serve_in_thread(create_spa_app(SPA_ROOT)) as app,
+            behind_demo_proxy(app.origin, prefix=PREFIX, inject_context=False) as server,
+        ):
             page = context.new_page()
             traffic = Traffic().attach(page)
             page.goto(f"{server.origin}{PREFIX}/")

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from agent.demo import DemoProxy
 from agent.sample_app import create_app
-from rewrite import RewriteConfig
 from tests.support.browser import Traffic, launch_chromium, skip_without_chromium
+from tests.support.proxies import behind_demo_proxy
 from tests.support.servers import RunningServer, serve_in_thread
 
 pytestmark = [pytest.mark.browser, skip_without_chromium]
@@ -29,13 +28,7 @@ def browser() -> Iterator[Browser]:
 def proxy() -> Iterator[RunningServer]:
     """The sample pet store behind the demo proxy under /t3st1d, both on loopback."""
 
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix=PREFIX, public_origin=f"http://127.0.0.1:{port}", upstream_origin=app.origin
-        )
-        return DemoProxy(config)
-
-    with serve_in_thread(create_app()) as app, serve_in_thread(factory=factory) as server:
+    with serve_in_thread(create_app()) as app, behind_demo_proxy(app.origin, prefix=PREFIX) as server:
         yield server
 
 
@@ -102,19 +95,12 @@ def test_control_without_rewriting_requests_escape(browser: Browser) -> None:
     """Control: with rewriting switched off, the same page sends requests outside the prefix, so the checks
     above would catch a rewriter that stopped working."""
 
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix=PREFIX,
-            public_origin=f"http://127.0.0.1:{port}",
-            upstream_origin=app.origin,
-            strategy="none",
-            inject_context=False,
-        )
-        return DemoProxy(config)
-
     context = browser.new_context()
     try:
-        with serve_in_thread(create_app()) as app, serve_in_thread(factory=factory) as server:
+        with (
+            serve_in_thread(create_app()) as app,
+            behind_demo_proxy(app.origin, prefix=PREFIX, strategy="none", inject_context=False) as server,
+        ):
             page = context.new_page()
             traffic = Traffic().attach(page)
             page.goto(f"{server.origin}{PREFIX}/docs")
@@ -128,15 +114,12 @@ def test_swagger_ui_in_host_mode(browser: Browser) -> None:
     """In host mode (http://t3st1d.localhost:<port>/, no prefix) Swagger UI renders and "Try it out" answers
     200 with every request on the tunnel's own host."""
 
-    def factory(port: int) -> DemoProxy:
-        config = RewriteConfig(
-            prefix="", public_origin=f"http://t3st1d.localhost:{port}", upstream_origin=app.origin
-        )
-        return DemoProxy(config)
-
     context = browser.new_context()
     try:
-        with serve_in_thread(create_app()) as app, serve_in_thread(factory=factory) as server:
+        with (
+            serve_in_thread(create_app()) as app,
+            behind_demo_proxy(app.origin, prefix="", host="t3st1d.localhost") as server,
+        ):
             base = f"http://t3st1d.localhost:{server.port}/"
             page = context.new_page()
             traffic = Traffic().attach(page)
