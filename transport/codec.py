@@ -117,6 +117,8 @@ def message_to_json(message: TunnelMessage) -> dict[str, Any]:
                 ready["protocol_version"] = version
             if features is not None:
                 ready["features"] = list(features)
+            if message.local_origin is not None:
+                ready["local_origin"] = message.local_origin
             return ready
         case ConnectionEstablished():
             established: _JSON = {
@@ -133,6 +135,8 @@ def message_to_json(message: TunnelMessage) -> dict[str, Any]:
                 established["protocol_version"] = message.protocol_version
             if message.features is not None:
                 established["features"] = list(message.features)
+            if message.resume_token is not None:
+                established["resume_token"] = message.resume_token
             return established
         case HttpRequest():
             request: _JSON = {
@@ -320,6 +324,7 @@ def _decode_ready(f: _Fields) -> Ready:
         "type",
         protocol_version=f.optional_integer("protocol_version"),
         features=f.optional_strings("features"),
+        local_origin=f.optional_string("local_origin"),
     )
 
 
@@ -334,6 +339,7 @@ def _decode_established(f: _Fields) -> ConnectionEstablished:
         path_based_url=f.optional_string("path_based_url"),
         protocol_version=f.optional_integer("protocol_version"),
         features=f.optional_strings("features"),
+        resume_token=f.optional_string("resume_token"),
     )
 
 

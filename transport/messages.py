@@ -114,6 +114,15 @@ def _check_features(features: tuple[str, ...] | None, version: int | None) -> No
         raise ValueError(f"features must be a tuple of non-empty strings, got {features!r}")
 
 
+def _check_v2_text(value: str | None, name: str, version: int | None) -> None:
+    """A version-2 field: absent, or a non-empty string next to a protocol version."""
+    if value is None:
+        return
+    if version is None:
+        raise ValueError(f"{name} needs a protocol_version")
+    _check_text(value, name)
+
+
 def _check_version(version: int | None) -> None:
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"protocol_version must be an integer >= 1, got {version!r}")
@@ -123,15 +132,19 @@ def _check_version(version: int | None) -> None:
 class Ready:
     """The agent is connected and asks for its public URL.
 
-    A version-1 agent sends no fields; ours offers `protocol_version` 2 and the `features` it speaks.
+    A version-1 agent sends no fields; ours offers `protocol_version` 2 and the `features` it speaks, and
+    names the `local_origin` it forwards to (`http://127.0.0.1:3000`), so that the gateway can point URLs
+    that name the local app at the public origin.
     """
 
     protocol_version: int | None = None
     features: tuple[str, ...] | None = None
+    local_origin: str | None = None
 
     def __post_init__(self) -> None:
         _check_version(self.protocol_version)
         _check_features(self.features, self.protocol_version)
+        _check_v2_text(self.local_origin, "local_origin", self.protocol_version)
 
     @property
     def version(self) -> int:
@@ -150,8 +163,11 @@ class ConnectionEstablished:
     path_based_url: str | None = None
     protocol_version: int | None = None
     features: tuple[str, ...] | None = None
+    resume_token: str | None = None
+    """Version 2: presented on a later `$connect`, it gives the agent its tunnel id back if still free."""
 
     def __post_init__(self) -> None:
+        _check_v2_text(self.resume_token, "resume_token", self.protocol_version)
         _check_text(self.connection_id, "connection_id")
         _check_text(self.tunnel_id, "tunnel_id")
         _check_text(self.public_url, "public_url")

@@ -157,3 +157,15 @@ def test_mistyped_fields_are_refused(build: object, complaint: str) -> None:
     assert callable(build)
     with pytest.raises(ValueError, match=complaint):
         build()
+
+
+def test_version_two_fields_need_a_version() -> None:
+    """local_origin and resume_token are version-2 fields: alone, without a protocol version, they are refused."""
+    with pytest.raises(ValueError, match="local_origin needs a protocol_version"):
+        Ready(local_origin="http://127.0.0.1:3000")
+    with pytest.raises(ValueError, match="resume_token needs a protocol_version"):
+        ConnectionEstablished(ConnectionId("c"), TunnelId("t"), "https://gw.example/t", resume_token="t.x")
+    with pytest.raises(ValueError, match="local_origin must not be empty"):
+        Ready(protocol_version=2, local_origin="")
+    ready = Ready(protocol_version=2, features=("pong",), local_origin="http://127.0.0.1:3000")
+    assert ready.local_origin == "http://127.0.0.1:3000"
