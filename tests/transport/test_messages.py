@@ -160,7 +160,7 @@ def test_mistyped_fields_are_refused(build: object, complaint: str) -> None:
 
 
 def test_version_two_fields_need_a_version() -> None:
-    """local_origin and resume_token are version-2 fields: alone, without a protocol version, they are refused."""
+    """local_origin and resume_token are version-2 fields, refused without a protocol version."""
     with pytest.raises(ValueError, match="local_origin needs a protocol_version"):
         Ready(local_origin="http://127.0.0.1:3000")
     with pytest.raises(ValueError, match="resume_token needs a protocol_version"):
