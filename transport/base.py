@@ -19,8 +19,14 @@ __all__ = ["AsyncTransport", "Transport", "async_broadcast", "broadcast"]
 class Transport(Protocol):
     """Sends frames to connections, blocking until each send is done."""
 
-    def send(self, connection_id: ConnectionId, frames: Sequence[str]) -> None:
+    def send(
+        self, connection_id: ConnectionId, frames: Sequence[str], *, connected_at: float | None = None
+    ) -> None:
         """Send frames, in order, to one connection.
+
+        `connected_at` (epoch seconds) tells a transport that retries how young the connection is: right
+        after `$connect` API Gateway may refuse sends to a connection that is fine (DESIGN.md, "The
+        dispatch race"). Transports without that race ignore it.
 
         Raises:
             ConnectionGone: The connection no longer exists.

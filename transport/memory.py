@@ -61,8 +61,10 @@ class MemoryTransport(_Recorder):
         super().__init__(gone)
         self._handler = handler
 
-    def send(self, connection_id: ConnectionId, frames: Sequence[str]) -> None:
-        """Record the frames (and hand each to the handler).
+    def send(
+        self, connection_id: ConnectionId, frames: Sequence[str], *, connected_at: float | None = None
+    ) -> None:
+        """Record the frames (and hand each to the handler); `connected_at` plays no part in memory.
 
         Raises:
             ConnectionGone: The connection was marked gone or closed.

@@ -1,0 +1,190 @@
+"""Tests for lambda_app/settings.py: defaults, parsing, and a named ValueError for every bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from lambda_app.settings import INTEGRATION_TIMEOUT_LIMIT, Settings, load_settings
+
+SECRET = "s" * 32
+JWKS = json.dumps(
+    {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
+)
+
+
+def test_defaults_with_auth_off() -> None:
+    """With only TUNNEL_AUTH=none set, every other setting takes its documented default."""
+    settings = load_settings({"TUNNEL_AUTH": "none"})
+    assert settings == Settings(auth_mode="none")
+    assert settings.connections_table == "tunnel-connections"
+    assert settings.pending_table == "tunnel-pending"
+    assert settings.response_timeout == 25.0
+    assert settings.body_limit == 4 * 1024 * 1024
+    assert settings.public_url is None
+    assert settings.domain is None
+    assert settings.dispatch_race_age == 5.0
+    assert settings.log_level == "INFO"
+
+
+def test_empty_environment_fails_closed() -> None:
+    """Auth defaults to jwt and there is no default secret, so an empty environment refuses to start."""
+    with pytest.raises(ValueError, match="TUNNEL_AUTH=jwt") as info:
+        load_settings({})
+    assert "TUNNEL_JWT_SECRET" in str(info.value)
+    assert "TUNNEL_JWKS_URL" in str(info.value)
+
+
+def test_every_variable_is_read() -> None:
+    """A full environment sets every field, normalising case, trailing slashes and lists."""
+    settings = load_settings(
+        {
+            "TUNNEL_AUTH": "JWT",
+            "TUNNEL_CONNECTIONS_TABLE": "conns",
+            "TUNNEL_PENDING_TABLE": "pending",
+            "TUNNEL_PUBLIC_URL": "https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
+            "TUNNEL_DOMAIN": "Tunnel.Example.COM.",
+            "TUNNEL_BODY_LIMIT": "1048576",
+            "TUNNEL_RESPONSE_TIMEOUT": "28.5",
+            "TUNNEL_JWKS_URL": "https://auth.example.com/.well-known/jwks.json",
+            "TUNNEL_JWT_SECRET": SECRET,
+            "TUNNEL_JWT_ISSUER": "https://auth.example.com/",
+            "TUNNEL_JWT_AUDIENCE": "tunnel, tunnel-staging",
+            "TUNNEL_JWT_ALGORITHMS": "RS256,EdDSA",
+            "TUNNEL_JWT_LEEWAY": "10",
+            "TUNNEL_JWKS_CACHE_TTL": "60",
+            "TUNNEL_CONNECTION_TTL": "9000",
+            "TUNNEL_REQUEST_TTL": "90",
+            "TUNNEL_DISPATCH_RACE_AGE": "2.5",
+            "TUNNEL_MANAGEMENT_ENDPOINT": "http://127.0.0.1:4510",
+            "TUNNEL_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings == Settings(
+        auth_mode="jwt",
+        connections_table="conns",
+        pending_table="pending",
+        public_url="https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+        domain="tunnel.example.com",
+        body_limit=1048576,
+        response_timeout=28.5,
+        jwks_url="https://auth.example.com/.well-known/jwks.json",
+        jwt_secret=SECRET,
+        jwt_issuer="https://auth.example.com/",
+        jwt_audience=("tunnel", "tunnel-staging"),
+        jwt_algorithms=("RS256", "EdDSA"),
+        jwt_leeway=10.0,
+        jwks_cache_ttl=60.0,
+        connection_ttl=9000,
+        request_ttl=90,
+        dispatch_race_age=2.5,
+        management_endpoint="http://127.0.0.1:4510",
+        log_level="DEBUG",
+    )
+
+
+def test_empty_values_count_as_unset() -> None:
+    """A variable set to an empty string takes the default instead of failing to parse."""
+    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_BODY_LIMIT": "", "TUNNEL_DOMAIN": "  "})
+    assert (settings.body_limit, settings.domain) == (4 * 1024 * 1024, None)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"TUNNEL_JWT_SECRET": SECRET},
+        {"TUNNEL_JWKS_JSON": JWKS},
+        {"TUNNEL_JWKS_FILE": "/etc/tunnel/jwks.json"},
+        {"TUNNEL_JWKS_URL": "https://auth.example.com/jwks.json"},
+    ],
+)
+def test_jwt_mode_starts_with_any_one_key_source(environ: dict[str, str]) -> None:
+    """Each key source on its own is enough for the default jwt mode."""
+    assert load_settings(environ).auth_mode == "jwt"
+
+
+def test_token_mode_needs_and_keeps_the_shared_token() -> None:
+    """TUNNEL_AUTH=token starts with a shared token, which is kept exactly, spaces included."""
+    settings = load_settings({"TUNNEL_AUTH": "token", "TUNNEL_SHARED_TOKEN": " a-long-shared-token "})
+    assert settings.shared_token == " a-long-shared-token "
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"TUNNEL_AUTH": "maybe"}, "TUNNEL_AUTH"),
+        ({"TUNNEL_AUTH": "token"}, "TUNNEL_SHARED_TOKEN"),
+        ({"TUNNEL_AUTH": "token", "TUNNEL_SHARED_TOKEN": "short"}, "TUNNEL_SHARED_TOKEN"),
+        ({"TUNNEL_JWT_SECRET": "too-short"}, "TUNNEL_JWT_SECRET"),
+        ({"TUNNEL_JWKS_URL": "http://auth.example.com/jwks.json"}, "TUNNEL_JWKS_URL"),
+        ({"TUNNEL_JWKS_JSON": "{not json"}, "TUNNEL_JWKS_JSON"),
+        ({"TUNNEL_JWKS_JSON": '{"kty": "RSA"}'}, "TUNNEL_JWKS_JSON"),
+        ({"TUNNEL_JWKS_JSON": JWKS, "TUNNEL_JWKS_URL": "https://a.example/j"}, "TUNNEL_JWKS_URL"),
+        ({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_JWT_ALGORITHMS": "HS256,none"}, "TUNNEL_JWT_ALGORITHMS"),
+        ({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_JWT_LEEWAY": "3600"}, "TUNNEL_JWT_LEEWAY"),
+        ({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_JWT_LEEWAY": "-1"}, "TUNNEL_JWT_LEEWAY"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "29"}, "TUNNEL_RESPONSE_TIMEOUT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "45"}, "TUNNEL_RESPONSE_TIMEOUT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "0"}, "TUNNEL_RESPONSE_TIMEOUT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "soon"}, "TUNNEL_RESPONSE_TIMEOUT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "nan"}, "TUNNEL_RESPONSE_TIMEOUT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_BODY_LIMIT": "4MB"}, "TUNNEL_BODY_LIMIT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_BODY_LIMIT": "0"}, "TUNNEL_BODY_LIMIT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_CONNECTION_TTL": "-5"}, "TUNNEL_CONNECTION_TTL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_REQUEST_TTL": "20"}, "TUNNEL_REQUEST_TTL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_JWKS_CACHE_TTL": "0"}, "TUNNEL_JWKS_CACHE_TTL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_DISPATCH_RACE_AGE": "-0.1"}, "TUNNEL_DISPATCH_RACE_AGE"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_CONNECTIONS_TABLE": "a b"}, "TUNNEL_CONNECTIONS_TABLE"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_PENDING_TABLE": "x"}, "TUNNEL_PENDING_TABLE"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_PUBLIC_URL": "gw.example.com"}, "TUNNEL_PUBLIC_URL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_PUBLIC_URL": "https://gw.example.com/?x=1"}, "TUNNEL_PUBLIC_URL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_DOMAIN": "https://tunnel.example.com"}, "TUNNEL_DOMAIN"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_DOMAIN": "-bad-.example.com"}, "TUNNEL_DOMAIN"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_MANAGEMENT_ENDPOINT": "ftp://x"}, "TUNNEL_MANAGEMENT_ENDPOINT"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_LOG_LEVEL": "LOUD"}, "TUNNEL_LOG_LEVEL"),
+    ],
+)
+def test_invalid_value_names_its_variable(environ: dict[str, str], variable: str) -> None:
+    """Every invalid value raises a ValueError whose message names the variable to fix."""
+    with pytest.raises(ValueError, match=variable):
+        load_settings(environ)
+
+
+def test_response_timeout_just_under_the_limit_is_accepted() -> None:
+    """A response timeout just below 29 s is valid; API Gateway's 30 s still leaves room for the 504."""
+    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "28.99"})
+    assert settings.response_timeout < INTEGRATION_TIMEOUT_LIMIT
+
+
+def test_settings_are_frozen_and_checked_when_built_directly() -> None:
+    """Settings cannot be changed after building, and building one directly runs the same checks."""
+    settings = Settings(auth_mode="none")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.body_limit = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="TUNNEL_RESPONSE_TIMEOUT"):
+        Settings(auth_mode="none", response_timeout=30)
+    with pytest.raises(ValueError, match="TUNNEL_JWT_SECRET"):
+        Settings(auth_mode="jwt")
+    with pytest.raises(ValueError, match="TUNNEL_AUTH"):
+        Settings(auth_mode="open")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="TUNNEL_JWKS_FILE"):
+        Settings(auth_mode="jwt", jwks_file=" ")
+
+
+def test_repr_hides_secrets() -> None:
+    """repr() of the settings never shows the HMAC secret or the shared token, so logs cannot leak them."""
+    settings = load_settings({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_SHARED_TOKEN": "shared-token-0123456789"})
+    text = repr(settings)
+    assert SECRET not in text
+    assert "shared-token-0123456789" not in text
+    assert "<hidden>" in text
+    assert "connections_table='tunnel-connections'" in text
+
+
+def test_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Called without arguments, load_settings reads os.environ."""
+    monkeypatch.setenv("TUNNEL_AUTH", "none")
+    monkeypatch.setenv("TUNNEL_PENDING_TABLE", "from-os-environ")
+    assert load_settings().pending_table == "from-os-environ"
