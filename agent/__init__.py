@@ -1,4 +1,5 @@
-"""The developer's side: the `tunnel` command line, the filter demo and its sample apps (I/O lives here).
+"""The developer's side: the `tunnel` command line, the agent that forwards to a local port, and the filter
+demo with its sample apps (I/O lives here).
 
 Names are re-exported lazily, so `import agent` does not pull in FastAPI or uvicorn, which only the demo
 needs.
@@ -10,7 +11,26 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "agent_cli": [
+        "ENVIRONMENT_VARIABLES",
+        "add_agent_arguments",
+        "agent_command",
+        "agent_config_from_args",
+        "event_printer",
+        "format_event",
+        "run_agent_until_stopped",
+    ],
     "cli": ["DemoSettings", "build_parser", "main", "run_demo"],
+    "forward": ["HOP_BY_HOP_HEADERS", "strip_hop_by_hop"],  # forward() itself: agent.forward.forward
+    "tunnel": [
+        "Agent",
+        "AgentConfig",
+        "AgentEvent",
+        "EventSink",
+        "OutputMode",
+        "reconnect_delays",
+        "run_agent",
+    ],
     "demo": ["DEFAULT_TIMEOUT", "DemoProxy", "Scope"],
     "sample_app": ["SWAGGER_UI_DIR", "Item", "NewItem", "create_app"],
     "sample_spa": ["SPA_ITEMS", "create_spa_app"],

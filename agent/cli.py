@@ -1,8 +1,8 @@
 """The `tunnel` command line: parses arguments and starts the piece a subcommand names. Does I/O.
 
-Only `tunnel demo` exists so far: the rewriting core's demo proxy in front of a local app, which starts the
-sample pet store itself when nothing listens on the local port. Later subcommands (`up`, `serve`, `agent`,
-`emulate`) plug into `_SUBCOMMANDS`.
+`tunnel demo` runs the rewriting core's demo proxy in front of a local app, starting the sample pet store
+itself when nothing listens on the local port; `tunnel agent` (agent/agent_cli.py) is the forwarder. Later
+subcommands (`up`, `serve`) plug into `_SUBCOMMANDS`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from typing import Any
 
 import uvicorn
 
+from agent.agent_cli import add_agent_arguments, agent_command
 from agent.demo import DemoProxy
+from lambda_app.emulate_cli import add_emulate_arguments, emulate_command
 from rewrite import RewriteConfig
 
 __all__ = ["DemoSettings", "build_parser", "main", "run_demo"]
@@ -67,7 +69,7 @@ def _demo_command(args: argparse.Namespace) -> int:
     return run_demo(settings)
 
 
-# name -> (help, add arguments, run). Later: up, serve, agent, emulate.
+# name -> (help, add arguments, run). Later: up, serve.
 _SUBCOMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
@@ -75,6 +77,16 @@ _SUBCOMMANDS: dict[
         "serve a local app under a path prefix through the rewriting proxy",
         _add_demo_arguments,
         _demo_command,
+    ),
+    "agent": (
+        "forward a public tunnel to a local port: connect to a gateway and replay its requests",
+        add_agent_arguments,
+        agent_command,
+    ),
+    "emulate": (
+        "run the Lambda handler as AWS would: API Gateway WebSocket and HTTP APIs, @connections, DynamoDB",
+        add_emulate_arguments,
+        emulate_command,
     ),
 }
 

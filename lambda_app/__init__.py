@@ -1,7 +1,9 @@
 """The gateway: its logic over a store and a transport, and the AWS Lambda edge.
 
-`app` holds the logic shared with the self-hosted gateway; `events`, `settings` and `auth` are the
-Lambda edge's typed events, configuration and agent authentication; `store_memory` and `store_dynamodb`
+`app` holds the logic shared with the self-hosted gateway; `handler` is the Lambda entry point
+(`lambda_app.handler.handler`), and `events`, `settings`, `auth` and `logs` are its typed events,
+configuration, agent authentication and JSON logs; `emulate` runs the handler as AWS would, on
+loopback (`tunnel emulate`); `store_memory` and `store_dynamodb`
 keep the state. Only `store_dynamodb` (boto3, imported lazily) and `settings` (the environment) reach
 outside the process.
 """
@@ -27,6 +29,25 @@ from lambda_app.auth import (
     fetch_https,
     parse_jwks,
 )
+from lambda_app.emulate import (
+    FRAME_LIMIT,
+    HTTP_API_PAYLOAD_LIMIT,
+    HTTP_INTEGRATION_TIMEOUT,
+    LAMBDA_PAYLOAD_LIMIT,
+    MESSAGE_LIMIT,
+    WEBSOCKET_INTEGRATION_TIMEOUT,
+    Emulator,
+    EmulatorConfig,
+    EmulatorThread,
+    EmulatorUrls,
+    InvocationContext,
+    LambdaHandler,
+    http_api_event,
+    scheduled_event,
+    translate_http_result,
+    websocket_event,
+)
+from lambda_app.emulate_cli import add_emulate_arguments, emulate_command, run_emulate
 from lambda_app.events import (
     BadEvent,
     EventError,
@@ -40,6 +61,21 @@ from lambda_app.events import (
     http_response,
     parse_event,
     websocket_response,
+)
+from lambda_app.handler import (
+    MAX_RESPONSE_PAYLOAD_BYTES,
+    LambdaContext,
+    Runtime,
+    build_runtime,
+    current_runtime,
+    reset_runtime,
+)
+from lambda_app.logs import (
+    REDACTED_KEYS,
+    JsonFormatter,
+    configure_logging,
+    current_request_id,
+    request_context,
 )
 from lambda_app.records import Connection, ErrorOutcome, Outcome, PendingRequest, ResponseOutcome
 from lambda_app.settings import (
@@ -70,10 +106,18 @@ __all__ = [
     "CHUNK_BYTES",
     "DEFAULT_CLEANUP_PAGE_SIZE",
     "DEFAULT_RESUME_WINDOW",
+    "FRAME_LIMIT",
+    "HTTP_API_PAYLOAD_LIMIT",
+    "HTTP_INTEGRATION_TIMEOUT",
     "INLINE_BODY_LIMIT",
     "INTEGRATION_TIMEOUT_LIMIT",
+    "LAMBDA_PAYLOAD_LIMIT",
+    "MAX_RESPONSE_PAYLOAD_BYTES",
+    "MESSAGE_LIMIT",
+    "REDACTED_KEYS",
     "SUPPORTED_ALGORITHMS",
     "TUNNEL_INDEX",
+    "WEBSOCKET_INTEGRATION_TIMEOUT",
     "AuthError",
     "AuthMode",
     "Authenticator",
@@ -81,16 +125,24 @@ __all__ = [
     "CleanupReport",
     "Connection",
     "DynamoDBStore",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorThread",
+    "EmulatorUrls",
     "ErrorOutcome",
     "EventError",
     "Fetch",
     "Gateway",
     "GatewayConfig",
     "HttpEvent",
+    "InvocationContext",
+    "JsonFormatter",
     "JwksProvider",
     "JwtVerifier",
     "KeySet",
+    "LambdaContext",
     "LambdaEvent",
+    "LambdaHandler",
     "MemoryStore",
     "Outcome",
     "PayloadVersion",
@@ -101,6 +153,7 @@ __all__ = [
     "RemoteJwks",
     "ResponseOutcome",
     "RouteKey",
+    "Runtime",
     "ScheduledEvent",
     "Settings",
     "SharedTokenVerifier",
@@ -111,15 +164,28 @@ __all__ = [
     "UnknownEvent",
     "VerificationKey",
     "WebSocketEvent",
+    "add_emulate_arguments",
     "assemble_body",
     "build_authenticator",
+    "build_runtime",
+    "configure_logging",
     "create_tables",
+    "current_request_id",
+    "current_runtime",
+    "emulate_command",
     "extract_token",
     "fetch_https",
+    "http_api_event",
     "http_response",
     "load_settings",
     "new_tunnel_id",
     "parse_event",
     "parse_jwks",
+    "request_context",
+    "reset_runtime",
+    "run_emulate",
+    "scheduled_event",
+    "translate_http_result",
+    "websocket_event",
     "websocket_response",
 ]

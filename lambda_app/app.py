@@ -309,17 +309,26 @@ class Gateway:
 
     # -- public requests ---------------------------------------------------------------------------------
 
-    def forward(self, request: PublicRequest) -> PublicResponse:
+    def forward(self, request: PublicRequest, *, wait_for: float | None = None) -> PublicResponse:
         """Answer a public request through its tunnel. Never raises: anything unexpected is a 500 page
-        whose request id is in the logs, never a stack trace."""
+        whose request id is in the logs, never a stack trace.
+
+        Args:
+            request: The public request.
+            wait_for: Seconds to wait for the agent at most, when the caller has less time than the
+                configured response timeout (a Lambda near its own timeout answers 504 in time).
+        """
         request_id = RequestId(str(uuid.uuid4()))
+        timeout = (
+            self.config.response_timeout if wait_for is None else min(wait_for, self.config.response_timeout)
+        )
         try:
-            return self._forward(request, request_id)
+            return self._forward(request, request_id, max(timeout, 0.0))
         except Exception:
             _log.exception("request %s failed", request_id, extra={"request": request_id})
             return _page(500, "Internal error", "The gateway failed to handle this request.", request_id)
 
-    def _forward(self, request: PublicRequest, request_id: RequestId) -> PublicResponse:
+    def _forward(self, request: PublicRequest, request_id: RequestId, timeout: float) -> PublicResponse:
         host = next((value for name, value in request.headers if name.lower() == "host"), "")
         routed = self._route(host, request.target)
         if routed is None:
@@ -358,7 +367,14 @@ class Gateway:
             return _page(500, "Internal error", "A request with this id is pending already.", request_id)
         try:
             return self._exchange(
-                request, upstream.method, upstream.target, upstream.headers, config, connection, request_id
+                request,
+                upstream.method,
+                upstream.target,
+                upstream.headers,
+                config,
+                connection,
+                request_id,
+                timeout,
             )
         finally:
             self.store.discard_pending(request_id)
@@ -372,6 +388,7 @@ class Gateway:
         config: RewriteConfig,
         connection: Connection,
         request_id: RequestId,
+        timeout: float,
     ) -> PublicResponse:
         message = HttpRequest(
             request_id=request_id,
@@ -398,7 +415,7 @@ class Gateway:
             return _page(
                 502, "Agent unreachable", "The request could not be delivered to the agent.", request_id
             )
-        outcome, polls = self._wait(request_id, connection)
+        outcome, polls = self._wait(request_id, connection, timeout)
         if outcome is None:
             if polls < 0:
                 return _page(
@@ -410,7 +427,7 @@ class Gateway:
         return self._respond(outcome, config, request_id, polls)
 
     def _wait(
-        self, request_id: RequestId, connection: Connection
+        self, request_id: RequestId, connection: Connection, timeout: float
     ) -> tuple[ResponseOutcome | ErrorOutcome | None, int]:
         """Poll for the answer: the first check soon, then backing off, within the response timeout.
 
@@ -418,7 +435,7 @@ class Gateway:
             The outcome (None on timeout) and the number of polls; a negative count means the agent's
             connection went away while waiting.
         """
-        deadline = self._clock() + self.config.response_timeout
+        deadline = self._clock() + timeout
         delay = self.config.first_poll_delay
         polls = 0
         while True:

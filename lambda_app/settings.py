@@ -46,6 +46,9 @@ _DNS_NAME: Final = re.compile(
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output, 256 bits.
 _MIN_HMAC_SECRET_BYTES: Final = 32
 _MIN_SHARED_TOKEN_CHARS: Final = 16
+_SECRET_FIELDS: Final = frozenset({"jwt_secret", "shared_token", "resume_secret"})
+#: Seconds a disconnected tunnel id stays reserved for a resume (the same default as `lambda_app.store`).
+_DEFAULT_RESUME_WINDOW: Final = 900
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,8 +61,9 @@ class Settings:
             deployment is closed unless it says otherwise.
         connections_table: DynamoDB table of agent connections (with its `tunnelId` index).
         pending_table: DynamoDB table of pending requests and their responses.
-        public_url: Base URL for path mode (``https://gw.example.com``, may end in a stage path); None to
-            derive it from each request's host and stage.
+        public_url: Base URL for path mode (``https://gw.example.com``). `load_settings` requires it
+            (``TUNNEL_PUBLIC_URL``): nothing is derived from requests, whose `Host` a client chooses. None
+            only for settings built in code for parts that print no URL (authentication alone).
         domain: Host-mode domain: tunnels answer at ``<tunnel-id>.<domain>``; None turns host mode off.
         body_limit: The largest public request body accepted, in bytes; larger gets 413.
         response_timeout: Seconds to wait for the agent's answer before a 504; below 29 s.
@@ -79,6 +83,12 @@ class Settings:
         management_endpoint: Overrides the `@connections` endpoint (for `tunnel emulate`); None derives
             it from the event.
         log_level: The logging level name.
+        resume_window: Seconds a disconnected tunnel id stays reserved for its agent's resume token.
+        resume_secret: The key that signs resume tokens, at least 32 bytes; None turns resuming off.
+        dynamodb_endpoint: Overrides DynamoDB's endpoint (``tunnel emulate`` points it at moto); None for
+            the region's endpoint.
+        region: The AWS region for the boto3 clients (``AWS_REGION``, else ``AWS_DEFAULT_REGION``, which
+            the Lambda runtime sets); None lets boto3 decide.
     """
 
     auth_mode: AuthMode
@@ -103,6 +113,10 @@ class Settings:
     dispatch_race_age: float = 5.0
     management_endpoint: str | None = None
     log_level: str = "INFO"
+    resume_window: int = _DEFAULT_RESUME_WINDOW
+    resume_secret: str | None = None
+    dynamodb_endpoint: str | None = None
+    region: str | None = None
 
     def __post_init__(self) -> None:
         if self.auth_mode not in _AUTH_MODES:
@@ -146,6 +160,14 @@ class Settings:
         _check_non_negative("TUNNEL_DISPATCH_RACE_AGE", self.dispatch_race_age)
         if self.management_endpoint is not None:
             _check_url("TUNNEL_MANAGEMENT_ENDPOINT", self.management_endpoint, schemes=("http", "https"))
+        _check_non_negative("TUNNEL_RESUME_WINDOW", self.resume_window)
+        resume_secret = self.resume_secret
+        if resume_secret is not None and len(resume_secret.encode("utf-8")) < _MIN_HMAC_SECRET_BYTES:
+            # Resume tokens are HMAC-SHA256 tags: the key should be at least the hash's 256 bits (RFC 2104
+            # section 3).
+            raise ValueError(f"TUNNEL_RESUME_SECRET must be at least {_MIN_HMAC_SECRET_BYTES} bytes")
+        if self.dynamodb_endpoint is not None:
+            _check_url("TUNNEL_DYNAMODB_ENDPOINT", self.dynamodb_endpoint, schemes=("http", "https"))
         if self.log_level not in _LOG_LEVELS:
             raise ValueError(f"TUNNEL_LOG_LEVEL must be one of {list(_LOG_LEVELS)}, got {self.log_level!r}")
         self._check_auth()
@@ -193,7 +215,7 @@ class Settings:
     def __repr__(self) -> str:
         # Secrets never reach a log line through repr().
         shown = ", ".join(
-            f"{name}={'<hidden>' if name in ('jwt_secret', 'shared_token') and value else value!r}"
+            f"{name}={'<hidden>' if name in _SECRET_FIELDS and value else value!r}"
             for name, value in ((n, getattr(self, n)) for n in self.__dataclass_fields__)
         )
         return f"Settings({shown})"
@@ -282,15 +304,15 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         The settings.
 
     Raises:
-        ValueError: A variable holds an invalid value (the message names it), or authentication is on
-            without any key.
+        ValueError: A variable holds an invalid value (the message names it), TUNNEL_PUBLIC_URL is unset,
+            or authentication is on without any key.
     """
     mode = (_get(environ, "TUNNEL_AUTH") or "jwt").lower()
     if mode not in _AUTH_MODES:
         raise ValueError(f"TUNNEL_AUTH must be one of {list(_AUTH_MODES)}, got {mode!r}")
     domain = _get(environ, "TUNNEL_DOMAIN")
     public_url = _get(environ, "TUNNEL_PUBLIC_URL")
-    return Settings(
+    settings = Settings(
         auth_mode=mode,  # type: ignore[arg-type]  # checked against _AUTH_MODES above
         connections_table=_get(environ, "TUNNEL_CONNECTIONS_TABLE") or "tunnel-connections",
         pending_table=_get(environ, "TUNNEL_PENDING_TABLE") or "tunnel-pending",
@@ -314,4 +336,15 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         dispatch_race_age=_float(environ, "TUNNEL_DISPATCH_RACE_AGE", 5.0),
         management_endpoint=_get(environ, "TUNNEL_MANAGEMENT_ENDPOINT"),
         log_level=(_get(environ, "TUNNEL_LOG_LEVEL") or "INFO").upper(),
+        resume_window=_int(environ, "TUNNEL_RESUME_WINDOW", _DEFAULT_RESUME_WINDOW),
+        resume_secret=environ.get("TUNNEL_RESUME_SECRET") or None,
+        dynamodb_endpoint=_get(environ, "TUNNEL_DYNAMODB_ENDPOINT"),
+        region=_get(environ, "AWS_REGION") or _get(environ, "AWS_DEFAULT_REGION"),
     )
+    if settings.public_url is None:
+        # Checked after the rest, so that a broken value elsewhere is reported first.
+        raise ValueError(
+            "TUNNEL_PUBLIC_URL is required: the origin public requests arrive at, such as "
+            "https://gw.example.com (agents are told their URLs from it)"
+        )
+    return settings

@@ -441,3 +441,15 @@ def test_bad_config_is_refused(kwargs: dict[str, object], complaint: str) -> Non
     """A gateway configuration that cannot work is refused when it is built."""
     with pytest.raises(ValueError, match=complaint):
         GatewayConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_caller_with_less_time_gets_its_504_sooner(rig: Rig) -> None:
+    """wait_for shortens the wait below the response timeout (a Lambda near its own timeout)."""
+    tid = rig.connect().tunnel_id
+    rig.agent.answer = lambda r: None
+    start = rig.clock.now
+    response = rig.gateway.forward(
+        PublicRequest("GET", f"/{tid}/x", (("host", "gw.example.com"),)), wait_for=2.0
+    )
+    assert response.status == 504
+    assert 2.0 <= rig.clock.now - start < 2.5

@@ -10,6 +10,7 @@ import pytest
 from lambda_app.settings import INTEGRATION_TIMEOUT_LIMIT, Settings, load_settings
 
 SECRET = "s" * 32
+URL = {"TUNNEL_PUBLIC_URL": "https://gw.example.com"}
 JWKS = json.dumps(
     {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
 )
@@ -17,16 +18,17 @@ JWKS = json.dumps(
 
 def test_defaults_with_auth_off() -> None:
     """With only TUNNEL_AUTH=none set, every other setting takes its documented default."""
-    settings = load_settings({"TUNNEL_AUTH": "none"})
-    assert settings == Settings(auth_mode="none")
+    settings = load_settings({"TUNNEL_AUTH": "none", **URL})
+    assert settings == Settings(auth_mode="none", public_url="https://gw.example.com")
     assert settings.connections_table == "tunnel-connections"
     assert settings.pending_table == "tunnel-pending"
     assert settings.response_timeout == 25.0
     assert settings.body_limit == 4 * 1024 * 1024
-    assert settings.public_url is None
     assert settings.domain is None
     assert settings.dispatch_race_age == 5.0
     assert settings.log_level == "INFO"
+    assert settings.resume_window == 900
+    assert (settings.resume_secret, settings.dynamodb_endpoint, settings.region) == (None, None, None)
 
 
 def test_empty_environment_fails_closed() -> None:
@@ -60,6 +62,11 @@ def test_every_variable_is_read() -> None:
             "TUNNEL_DISPATCH_RACE_AGE": "2.5",
             "TUNNEL_MANAGEMENT_ENDPOINT": "http://127.0.0.1:4510",
             "TUNNEL_LOG_LEVEL": "debug",
+            "TUNNEL_RESUME_WINDOW": "600",
+            "TUNNEL_RESUME_SECRET": "r" * 32,
+            "TUNNEL_DYNAMODB_ENDPOINT": "http://127.0.0.1:5000",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
         }
     )
     assert settings == Settings(
@@ -82,12 +89,16 @@ def test_every_variable_is_read() -> None:
         dispatch_race_age=2.5,
         management_endpoint="http://127.0.0.1:4510",
         log_level="DEBUG",
+        resume_window=600,
+        resume_secret="r" * 32,
+        dynamodb_endpoint="http://127.0.0.1:5000",
+        region="eu-west-1",
     )
 
 
 def test_empty_values_count_as_unset() -> None:
     """A variable set to an empty string takes the default instead of failing to parse."""
-    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_BODY_LIMIT": "", "TUNNEL_DOMAIN": "  "})
+    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_BODY_LIMIT": "", "TUNNEL_DOMAIN": "  ", **URL})
     assert (settings.body_limit, settings.domain) == (4 * 1024 * 1024, None)
 
 
@@ -102,12 +113,12 @@ def test_empty_values_count_as_unset() -> None:
 )
 def test_jwt_mode_starts_with_any_one_key_source(environ: dict[str, str]) -> None:
     """Each key source on its own is enough for the default jwt mode."""
-    assert load_settings(environ).auth_mode == "jwt"
+    assert load_settings({**environ, **URL}).auth_mode == "jwt"
 
 
 def test_token_mode_needs_and_keeps_the_shared_token() -> None:
     """TUNNEL_AUTH=token starts with a shared token, which is kept exactly, spaces included."""
-    settings = load_settings({"TUNNEL_AUTH": "token", "TUNNEL_SHARED_TOKEN": " a-long-shared-token "})
+    settings = load_settings({"TUNNEL_AUTH": "token", "TUNNEL_SHARED_TOKEN": " a-long-shared-token ", **URL})
     assert settings.shared_token == " a-long-shared-token "
 
 
@@ -144,6 +155,11 @@ def test_token_mode_needs_and_keeps_the_shared_token() -> None:
         ({"TUNNEL_AUTH": "none", "TUNNEL_DOMAIN": "-bad-.example.com"}, "TUNNEL_DOMAIN"),
         ({"TUNNEL_AUTH": "none", "TUNNEL_MANAGEMENT_ENDPOINT": "ftp://x"}, "TUNNEL_MANAGEMENT_ENDPOINT"),
         ({"TUNNEL_AUTH": "none", "TUNNEL_LOG_LEVEL": "LOUD"}, "TUNNEL_LOG_LEVEL"),
+        ({"TUNNEL_AUTH": "none"}, "TUNNEL_PUBLIC_URL"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESUME_WINDOW": "-1"}, "TUNNEL_RESUME_WINDOW"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESUME_WINDOW": "15m"}, "TUNNEL_RESUME_WINDOW"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_RESUME_SECRET": "short"}, "TUNNEL_RESUME_SECRET"),
+        ({"TUNNEL_AUTH": "none", "TUNNEL_DYNAMODB_ENDPOINT": "localhost:5000"}, "TUNNEL_DYNAMODB_ENDPOINT"),
     ],
 )
 def test_invalid_value_names_its_variable(environ: dict[str, str], variable: str) -> None:
@@ -154,7 +170,7 @@ def test_invalid_value_names_its_variable(environ: dict[str, str], variable: str
 
 def test_response_timeout_just_under_the_limit_is_accepted() -> None:
     """A response timeout just below 29 s is valid; API Gateway's 30 s still leaves room for the 504."""
-    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "28.99"})
+    settings = load_settings({"TUNNEL_AUTH": "none", "TUNNEL_RESPONSE_TIMEOUT": "28.99", **URL})
     assert settings.response_timeout < INTEGRATION_TIMEOUT_LIMIT
 
 
@@ -174,10 +190,19 @@ def test_settings_are_frozen_and_checked_when_built_directly() -> None:
 
 
 def test_repr_hides_secrets() -> None:
-    """repr() of the settings never shows the HMAC secret or the shared token, so logs cannot leak them."""
-    settings = load_settings({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_SHARED_TOKEN": "shared-token-0123456789"})
+    """repr() of the settings never shows the HMAC secret, the shared token or the resume secret."""
+    resume = "resume-secret-" + "x" * 32
+    settings = load_settings(
+        {
+            "TUNNEL_JWT_SECRET": SECRET,
+            "TUNNEL_SHARED_TOKEN": "shared-token-0123456789",
+            "TUNNEL_RESUME_SECRET": resume,
+            **URL,
+        }
+    )
     text = repr(settings)
     assert SECRET not in text
+    assert resume not in text
     assert "shared-token-0123456789" not in text
     assert "<hidden>" in text
     assert "connections_table='tunnel-connections'" in text
@@ -187,4 +212,9 @@ def test_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
     """Called without arguments, load_settings reads os.environ."""
     monkeypatch.setenv("TUNNEL_AUTH", "none")
     monkeypatch.setenv("TUNNEL_PENDING_TABLE", "from-os-environ")
-    assert load_settings().pending_table == "from-os-environ"
+    monkeypatch.setenv("TUNNEL_PUBLIC_URL", "https://gw.example.com")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
+    settings = load_settings()
+    assert settings.pending_table == "from-os-environ"
+    assert settings.region == "ap-southeast-2"
