@@ -10,7 +10,7 @@ outside the process.
 
 from __future__ import annotations
 
-from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, new_tunnel_id
+from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page, new_tunnel_id
 from lambda_app.auth import (
     Authenticator,
     AuthError,
@@ -173,6 +173,7 @@ __all__ = [
     "current_request_id",
     "current_runtime",
     "emulate_command",
+    "error_page",
     "extract_token",
     "fetch_https",
     "http_api_event",

@@ -47,6 +47,7 @@ __all__ = [
     "GatewayConfig",
     "PublicRequest",
     "PublicResponse",
+    "error_page",
     "new_tunnel_id",
 ]
 
@@ -326,26 +327,26 @@ class Gateway:
             return self._forward(request, request_id, max(timeout, 0.0))
         except Exception:
             _log.exception("request %s failed", request_id, extra={"request": request_id})
-            return _page(500, "Internal error", "The gateway failed to handle this request.", request_id)
+            return error_page(500, "Internal error", "The gateway failed to handle this request.", request_id)
 
     def _forward(self, request: PublicRequest, request_id: RequestId, timeout: float) -> PublicResponse:
         host = next((value for name, value in request.headers if name.lower() == "host"), "")
         routed = self._route(host, request.target)
         if routed is None:
-            return _page(404, "No tunnel here", "This address names no tunnel.", request_id)
+            return error_page(404, "No tunnel here", "This address names no tunnel.", request_id)
         tunnel_id, prefix, public_origin = routed
         connection = self.store.find_tunnel(tunnel_id)
         if connection is None:
-            return _page(
+            return error_page(
                 404, "Tunnel not connected", f"No agent is connected for tunnel {tunnel_id}.", request_id
             )
         if not connection.ready:
-            return _page(
+            return error_page(
                 502, "Tunnel not ready", "The agent has connected but not finished its handshake.", request_id
             )
         if len(request.body) > self.config.max_body_bytes:
             limit = self.config.max_body_bytes
-            return _page(
+            return error_page(
                 413, "Request too large", f"Request bodies are limited to {limit} bytes.", request_id
             )
         config = RewriteConfig(
@@ -358,13 +359,13 @@ class Gateway:
             request.method, request.target, request.headers, config, client_ip=request.client_ip
         )
         if upstream is None:
-            return _page(404, "No tunnel here", "This path leaves the tunnel.", request_id)
+            return error_page(404, "No tunnel here", "This path leaves the tunnel.", request_id)
         now = self._clock()
         pending = PendingRequest(
             request_id, connection.connection_id, tunnel_id, now, int(now) + self.config.pending_ttl
         )
         if not self.store.add_pending(pending):
-            return _page(500, "Internal error", "A request with this id is pending already.", request_id)
+            return error_page(500, "Internal error", "A request with this id is pending already.", request_id)
         try:
             return self._exchange(
                 request,
@@ -404,24 +405,24 @@ class Gateway:
             )
         except LocalProtocolError as exc:
             status = exc.status_hint if exc.status_hint in (413, 431) else 502
-            return _page(status, "Request too large", str(exc), request_id)
+            return error_page(status, "Request too large", str(exc), request_id)
         try:
             self._send(connection.connection_id, [encode_frame(part) for part in parts], connection)
         except ConnectionGone:
             self.store.remove_connection(connection.connection_id, resume_for=self.config.resume_window)
-            return _page(502, "Agent gone", "The agent's connection has closed.", request_id)
+            return error_page(502, "Agent gone", "The agent's connection has closed.", request_id)
         except TransportError as exc:
             _log.warning("request not delivered", extra={"request": request_id, "reason": str(exc)})
-            return _page(
+            return error_page(
                 502, "Agent unreachable", "The request could not be delivered to the agent.", request_id
             )
         outcome, polls = self._wait(request_id, connection, timeout)
         if outcome is None:
             if polls < 0:
-                return _page(
+                return error_page(
                     502, "Agent gone", "The agent disconnected before answering.", request_id, -polls
                 )
-            return _page(504, "Gateway timeout", "The agent did not answer in time.", request_id, polls)
+            return error_page(504, "Gateway timeout", "The agent did not answer in time.", request_id, polls)
         if isinstance(outcome, ErrorOutcome):
             return _error_page(outcome, connection, request_id, polls)
         return self._respond(outcome, config, request_id, polls)
@@ -499,7 +500,7 @@ def _error_page(
     if outcome.code == "local_service_unavailable":
         port = local.rpartition(":")[2] if connection.local_origin else ""
         where = f"port {port}" if port.isdigit() else local
-        return _page(
+        return error_page(
             502,
             "Local service unavailable",
             f"Nothing answered on {where} on the agent's machine.",
@@ -507,20 +508,31 @@ def _error_page(
             polls,
         )
     if outcome.code == "timeout":
-        return _page(504, "Local service timeout", f"{local} did not answer in time.", request_id, polls)
+        return error_page(504, "Local service timeout", f"{local} did not answer in time.", request_id, polls)
     if outcome.code == "invalid_request":
-        return _page(
+        return error_page(
             400,
             "Bad request",
             "The agent could not send this request to the local service.",
             request_id,
             polls,
         )
-    return _page(502, "Agent error", "The agent failed to relay this request.", request_id, polls)
+    return error_page(502, "Agent error", "The agent failed to relay this request.", request_id, polls)
 
 
-def _page(status: int, title: str, text: str, request_id: str, polls: int = 0) -> PublicResponse:
-    """A short HTML page for the public, carrying the request id that appears in the logs."""
+def error_page(status: int, title: str, text: str, request_id: str, polls: int = 0) -> PublicResponse:
+    """A short HTML page for the public, carrying the request id that appears in the logs.
+
+    Args:
+        status: The HTTP status.
+        title: A few words, after the status.
+        text: One sentence for the reader; never internals.
+        request_id: The id the logs carry for this request.
+        polls: How many reads the answer took, for the log.
+
+    Returns:
+        The response, with Content-Length set.
+    """
     body = (
         '<!doctype html><html><head><meta charset="utf-8">'
         f"<title>{status} {html.escape(title)}</title></head><body>"

@@ -9,7 +9,6 @@ handler itself performs I/O only through the gateway's store and transport.
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import logging
 import threading
@@ -18,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from lambda_app.app import Gateway, GatewayConfig, PublicRequest
+from lambda_app.app import Gateway, GatewayConfig, PublicRequest, error_page
 from lambda_app.auth import Authenticator, AuthError, build_authenticator
 from lambda_app.events import (
     BadEvent,
@@ -420,18 +419,10 @@ def _payload_size(response: Mapping[str, Any]) -> int:
 def _page(
     status: int, title: str, text: str, request_id: str, event: HttpEvent | None = None
 ) -> dict[str, Any]:
-    body = (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        f"<title>{status} {html.escape(title)}</title></head><body>"
-        f"<h1>{status} {html.escape(title)}</h1><p>{html.escape(text)}</p>"
-        f"<p><small>Request id: {html.escape(request_id)}</small></p></body></html>"
-    ).encode()
-    headers = [
-        ("content-type", "text/html; charset=utf-8"),
-        ("cache-control", "no-store"),
-        ("x-tunnel-request-id", request_id),
-    ]
-    return http_response(status, headers, body, version=event.version if event else "2.0")
+    page = error_page(status, title, text, request_id)
+    # API Gateway sets Content-Length from the body it sends (base64 decoded or not).
+    headers = [(name, value) for name, value in page.headers if name != "content-length"]
+    return http_response(status, headers, page.body, version=event.version if event else "2.0")
 
 
 def _http_shaped(raw: Mapping[str, Any]) -> PayloadVersion | None:
