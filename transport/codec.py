@@ -48,6 +48,7 @@ DEFAULT_MAX_FRAME_BYTES: Final = 128 * 1024
 _JSON = dict[str, Any]
 _T = TypeVar("_T")
 _FIRST_WORD = re.compile(r"[a-z_.]+")
+_U64_MAX: Final = 2**64 - 1
 
 
 def encode_body(body: bytes) -> str:
@@ -230,11 +231,15 @@ class _Fields:
             )
         return value
 
-    def integer(self, key: str) -> int:
+    def integer(self, key: str, *, default: int | None = None) -> int:
+        if default is not None and key not in self._value:
+            # serde's #[serde(default)]: a missing field takes the default (null does not).
+            return default
         value = self._get(key, optional=False)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        # The `ttf` agent's integers are u64 (u16 for status_code, checked by HttpResponse itself).
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U64_MAX:
             raise RemoteProtocolError(
-                f"must be a non-negative integer, got {_json_type(value)}", field=self.name(key)
+                f"must be a non-negative 64-bit integer, got {_json_type(value)}", field=self.name(key)
             )
         return value
 
@@ -365,7 +370,8 @@ def _decode_response(f: _Fields) -> HttpResponse:
         status_code=f.integer("status_code"),
         headers=f.headers("headers"),
         body=f.body("body", default_empty=True),
-        processing_time_ms=f.integer("processing_time_ms"),
+        # The `ttf` agent's HttpResponse declares #[serde(default)] on processing_time_ms (and body).
+        processing_time_ms=f.integer("processing_time_ms", default=0),
         body_manifest=f.manifest("body_manifest"),
     )
 

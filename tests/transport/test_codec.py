@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transport.codec import decode_body, decode_frame, encode_body, encode_frame, message_to_json
 from transport.errors import LocalProtocolError, RemoteProtocolError
@@ -135,6 +137,28 @@ def test_request_without_body_decodes_as_empty() -> None:
     assert message.body == b""
 
 
+def test_response_without_body_or_processing_time_decodes_with_defaults() -> None:
+    """An http_response without body or processing_time_ms (#[serde(default)] in ttf) gets b"" and 0."""
+    frame = json.dumps({"type": "http_response", "request_id": RID, "status_code": 204, "headers": {}})
+    message = decode_frame(frame)
+    assert message == HttpResponse(RID, 204)
+    assert json.loads(encode_frame(message)) == {
+        "type": "http_response",
+        "request_id": RID,
+        "status_code": 204,
+        "headers": {},
+        "body": "",
+        "processing_time_ms": 0,
+    }
+
+
+def test_error_without_request_id_decodes_as_connection_level() -> None:
+    """An error whose request_id is missing (serde's Option) decodes like one whose request_id is null."""
+    message = decode_frame('{"type":"error","code":"internal_error","message":"x"}')
+    assert message == ErrorMessage("internal_error", "x", None)
+    assert json.loads(encode_frame(message))["request_id"] is None
+
+
 def test_unknown_fields_are_ignored() -> None:
     """Fields a newer peer adds are ignored, as serde ignores them."""
     assert decode_frame('{"type":"ping","sent_at":12}') == Ping()
@@ -205,6 +229,7 @@ def _frame(kind: str, base: dict[str, object], drop: str = "", **changes: object
         (_frame("http_request", _REQUEST, body=None), "body"),
         (_frame("http_request", _REQUEST, timestamp=-1), "timestamp"),
         (_frame("http_request", _REQUEST, timestamp=1.5), "timestamp"),
+        (_frame("http_request", _REQUEST, timestamp=2**64), "timestamp"),
         (_frame("http_request", _REQUEST, drop="method"), "method"),
         (_frame("http_request", _REQUEST, headers=[]), "headers"),
         (_frame("http_request", _REQUEST, headers={"a": "b"}), "headers.a"),
@@ -212,7 +237,12 @@ def _frame(kind: str, base: dict[str, object], drop: str = "", **changes: object
         (_frame("http_request", _REQUEST, request_id="req_1"), "request_id"),
         (_frame("http_response", _RESPONSE, status_code=True), "status_code"),
         (_frame("http_response", _RESPONSE, status_code=700), "status_code"),
-        (_frame("http_response", _RESPONSE, drop="processing_time_ms"), "processing_time_ms"),
+        (_frame("http_response", _RESPONSE, processing_time_ms=None), "processing_time_ms"),
+        (_frame("http_response", _RESPONSE, drop="status_code"), "status_code"),
+        (_frame("http_response", _RESPONSE, drop="headers"), "headers"),
+        (_frame("http_request", _REQUEST, drop="timestamp"), "timestamp"),
+        (_frame("http_request", _REQUEST, drop="uri"), "uri"),
+        (_frame("http_request", _REQUEST, drop="headers"), "headers"),
         (_frame("http_response", _RESPONSE, body_manifest={"count": 1, "length": 2}), "body_manifest.sha256"),
         (_frame("http_response", _RESPONSE, body_manifest=[]), "body_manifest"),
         (
@@ -272,3 +302,70 @@ def test_mistyped_type_names_the_json_type() -> None:
     with pytest.raises(RemoteProtocolError, match="got object") as caught:
         decode_frame('{"type":{}}')
     assert caught.value.field == "type"
+
+
+# Fuzzing: whatever arrives, decoding returns a message or explains itself --------------------------------
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["", "AA==", RID, "timeout", "http_request", "0" * 64]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_FIXTURE_VALUES = [json.loads(path.read_text()) for path in FIXTURE_FILES]
+
+
+def _mutate(value: dict[str, object], data: st.DataObject) -> dict[str, object]:
+    """Drop, replace or add one field, at the top level or one level down (headers, body_manifest)."""
+    value = dict(value)
+    nested = [key for key, item in value.items() if isinstance(item, dict) and item]
+    descend = data.draw(st.booleans())
+    if nested and descend:
+        key = data.draw(st.sampled_from(nested))
+        inner = value[key]
+        assert isinstance(inner, dict)
+        value[key] = _mutate(inner, data)
+        return value
+    action = data.draw(st.sampled_from(["drop", "replace", "add"]))
+    if action == "add":
+        value[data.draw(st.text(max_size=6))] = data.draw(_ANY_JSON)
+        return value
+    key = data.draw(st.sampled_from(sorted(value)))
+    if action == "drop":
+        del value[key]
+    else:
+        value[key] = data.draw(_ANY_JSON)
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.sampled_from(_FIXTURE_VALUES), data=st.data())
+def test_mutated_frames_decode_or_name_the_field(base: dict[str, object], data: st.DataObject) -> None:
+    """A fixture frame with a field dropped, retyped or added decodes, or its error names a field."""
+    frame = json.dumps(_mutate(base, data))
+    error: RemoteProtocolError | None = None
+    try:
+        message = decode_frame(frame)
+    except RemoteProtocolError as exc:
+        error = exc
+    if error is not None:
+        assert error.field
+        assert str(error).startswith(f"{error.field}: ")
+        return
+    # What was accepted is a valid message that survives its own round trip.
+    assert decode_frame(encode_frame(message)) == message
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame=st.one_of(st.text(max_size=200), st.binary(max_size=200), _ANY_JSON.map(json.dumps)))
+def test_arbitrary_input_never_crashes_the_decoder(frame: str | bytes) -> None:
+    """Any text or bytes either decode to a message or raise RemoteProtocolError, never another exception."""
+    try:
+        message = decode_frame(frame)
+    except RemoteProtocolError:
+        return
+    assert decode_frame(encode_frame(message)) == message
