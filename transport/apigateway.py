@@ -78,6 +78,11 @@ def create_management_client(
 ) -> ApiGatewayManagementApiClient:
     """Create a boto3 `apigatewaymanagementapi` client for one WebSocket API stage.
 
+    botocore's own retries are switched off (one HTTP request per call) and its timeouts shortened, because
+    `APIGatewayTransport` retries by its policy within its budget: botocore's default of up to 5 tries with
+    60 s timeouts would stack under ours, blow the budget and hide attempts from the log. A ``config``
+    passed in is merged over these defaults.
+
     Args:
         domain_name: The API's domain.
         stage: The stage.
@@ -87,9 +92,18 @@ def create_management_client(
         The client, ready to hand to `APIGatewayTransport`.
     """
     import boto3  # the `aws` extra; imported here so the rest of transport/ works without it
+    from botocore.config import Config
 
+    # One try per call, and 2 s / 5 s timeouts instead of botocore's 60 s (the Lambda edge uses the same).
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+    extra = client_kwargs.pop("config", None)
+    if extra is not None:
+        config = config.merge(extra)
     return boto3.client(
-        "apigatewaymanagementapi", endpoint_url=management_endpoint(domain_name, stage), **client_kwargs
+        "apigatewaymanagementapi",
+        endpoint_url=management_endpoint(domain_name, stage),
+        config=config,
+        **client_kwargs,
     )
 
 

@@ -55,7 +55,8 @@ class RetryPolicy:
         max_delay: No single delay exceeds this.
         jitter: Each delay is shortened by a random fraction up to this, so racing senders spread out.
         max_attempts: Tries in all, the first included.
-        budget: Seconds that all tries of one send may take, sleeps and calls included.
+        budget: Seconds that all tries of one message may take, sleeps and calls included (each frame of a
+            multi-frame send gets its own budget: only the first usually meets the dispatch race).
         gone_retry_age: A `GoneException` is retried while the connection is younger than this (seconds).
     """
 

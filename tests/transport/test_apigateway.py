@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.config import Config
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from botocore.stub import Stubber
 
 from transport.apigateway import APIGatewayTransport, create_management_client, management_endpoint
@@ -159,7 +167,16 @@ def test_gone_for_the_whole_budget_means_gone(harness: Harness) -> None:
     assert len(harness.clock.sleeps) == 4
 
 
-@pytest.mark.parametrize(("code", "status"), [("LimitExceededException", 429), ("InternalServerError", 500)])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("LimitExceededException", 429),
+        ("InternalServerError", 500),
+        ("BadGateway", 502),
+        ("ServiceUnavailable", 503),
+        ("GatewayTimeout", 504),
+    ],
+)
 def test_throttling_and_server_errors_are_retried(harness: Harness, code: str, status: int) -> None:
     """LimitExceededException and 5xx are retried, then the send succeeds."""
     harness.fail(code, status)
@@ -194,6 +211,34 @@ def test_retries_stop_at_the_attempt_limit(harness: Harness) -> None:
         "SendAttempts": 5,
         "SendRetries": 4,
     }
+
+
+def test_the_time_budget_stops_retries_before_the_attempts_do() -> None:
+    """With attempts to spare, endless throttling stops once the next sleep would pass the 1.5 s budget."""
+    harness = Harness(RetryPolicy(max_attempts=50))
+    with harness.stubber:
+        for _ in range(5):
+            harness.fail("LimitExceededException", 429)
+        with pytest.raises(SendFailed) as caught:
+            harness.transport.send(CID, ["{}"])
+        harness.stubber.assert_no_pending_responses()
+    # 100 + 200 + 400 + 800 ms = 1.5 s; the next delay (max_delay, 1 s) would end past the budget.
+    assert harness.clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8])
+    assert caught.value.attempts == 5
+    assert harness.metrics[-1]["Outcome"] == "exhausted"
+
+
+def test_a_tighter_budget_means_fewer_attempts() -> None:
+    """A 0.35 s budget allows the 100 and 200 ms sleeps only: three attempts, then SendFailed."""
+    harness = Harness(RetryPolicy(budget=0.35))
+    with harness.stubber:
+        for _ in range(3):
+            harness.fail("InternalServerError", 500)
+        with pytest.raises(SendFailed) as caught:
+            harness.transport.send(CID, ["{}"])
+        harness.stubber.assert_no_pending_responses()
+    assert caught.value.attempts == 3
+    assert sum(harness.clock.sleeps) <= 0.35
 
 
 def test_exhaustion_is_logged_as_such(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
@@ -392,3 +437,134 @@ def test_close_refused_is_send_failed(harness: Harness) -> None:
     with pytest.raises(SendFailed) as caught:
         harness.transport.close(CID)
     assert caught.value.error_code == "ForbiddenException"
+
+
+# The wire: a client from create_management_client, its HTTP requests answered by a script ---------------
+
+WIRE_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
+_Step = tuple[int, str | None] | Exception
+
+
+class _RawBody:
+    """The raw stream botocore reads a response body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_kwargs: object) -> Iterator[bytes]:
+        yield self._body
+
+
+class Wire:
+    """A real management client (botocore parses every answer, as from AWS) and a transport over it."""
+
+    def __init__(self, *steps: _Step, config: Config | None = None) -> None:
+        extra = {} if config is None else {"config": config}
+        self.client = create_management_client(
+            WIRE_DOMAIN,
+            "prod",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            **extra,
+        )
+        self.steps = list(steps)
+        self.requests: list[AWSPreparedRequest] = []
+        # before-send hooks may return a response (botocore-stubs types hooks as returning None).
+        self.client.meta.events.register("before-send", cast("Callable[..., None]", self._answer))
+        self.clock = FakeClock()
+        self.transport = APIGatewayTransport(
+            self.client,
+            sleep=self.clock.sleep,
+            monotonic=self.clock.time,
+            now=self.clock.time,
+            rng=lambda: 0.0,
+            emit_metric=lambda _line: None,
+        )
+
+    def _answer(self, request: AWSPreparedRequest, **_kwargs: object) -> AWSResponse:
+        """Answer one request as API Gateway would: a status and an x-amzn-ErrorType, or a network error."""
+        self.requests.append(request)
+        step = self.steps.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        status, code = step
+        headers = {"Content-Type": "application/json"}
+        if code is not None:
+            headers["x-amzn-ErrorType"] = code
+        body = b"" if status == 200 else json.dumps({"message": code}).encode()
+        return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), _RawBody(body))
+
+
+def test_wire_client_makes_one_http_request_per_attempt() -> None:
+    """botocore does not retry under the transport: 429, 500 and 503 then 200 are exactly four requests."""
+    wire = Wire((429, "LimitExceededException"), (500, None), (503, None), (200, None))
+    wire.transport.send(CID, ['{"type":"ping"}'])
+    assert len(wire.requests) == 4
+    assert wire.clock.sleeps == pytest.approx([0.1, 0.2, 0.4])
+    request = wire.requests[-1]
+    assert (request.method, request.url) == (
+        "POST",
+        f"https://{WIRE_DOMAIN}/prod/@connections/L0SM9cOFvHcCIhw%3D",
+    )
+    assert request.body == b'{"type":"ping"}'
+
+
+def test_wire_client_keeps_its_defaults_under_a_callers_config() -> None:
+    """A config passed to create_management_client is merged over the no-retry, short-timeout defaults."""
+    wire = Wire(config=Config(read_timeout=1))
+    options = vars(wire.client.meta.config)
+    assert options["retries"] == {"mode": "standard", "total_max_attempts": 1}
+    assert (options["connect_timeout"], options["read_timeout"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url=f"https://{WIRE_DOMAIN}"),
+        ConnectTimeoutError(endpoint_url=f"https://{WIRE_DOMAIN}"),
+        ReadTimeoutError(endpoint_url=f"https://{WIRE_DOMAIN}"),
+        ConnectionClosedError(endpoint_url=f"https://{WIRE_DOMAIN}"),
+    ],
+    ids=type,
+)
+def test_wire_connection_errors_and_timeouts_are_retried(error: Exception) -> None:
+    """A connection error or timeout raised by botocore's HTTP layer is retried once, then delivered."""
+    wire = Wire(error, (200, None))
+    wire.transport.send(CID, ["{}"], connected_at=CONNECTED_AT - 3600)
+    assert len(wire.requests) == 2
+    assert wire.clock.sleeps == pytest.approx([0.1])
+
+
+def test_wire_connection_errors_that_last_end_in_send_failed() -> None:
+    """A network that stays down ends in SendFailed naming the botocore error, within the budget."""
+    wire = Wire(*[EndpointConnectionError(endpoint_url=f"https://{WIRE_DOMAIN}") for _ in range(5)])
+    with pytest.raises(SendFailed) as caught:
+        wire.transport.send(CID, ["{}"])
+    assert (caught.value.attempts, caught.value.error_code) == (5, "EndpointConnectionError")
+    assert isinstance(caught.value.__cause__, EndpointConnectionError)
+    assert sum(wire.clock.sleeps) <= 1.5
+
+
+def test_wire_gone_is_retried_while_young_and_final_when_old() -> None:
+    """410 GoneException from AWS: retried 0.2 s after $connect, ConnectionGone at once an hour later."""
+    young = Wire((410, "GoneException"), (410, "GoneException"), (200, None))
+    young.transport.send(CID, ["{}"], connected_at=CONNECTED_AT - 0.2)
+    assert len(young.requests) == 3
+    old = Wire((410, "GoneException"))
+    with pytest.raises(ConnectionGone):
+        old.transport.send(CID, ["{}"], connected_at=CONNECTED_AT - 3600)
+    assert len(old.requests) == 1
+    assert old.clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "hint"), [(403, "ForbiddenException", 502), (413, "PayloadTooLargeException", 413)]
+)
+def test_wire_unfixable_errors_are_one_request(status: int, code: str, hint: int) -> None:
+    """403 ForbiddenException and 413 PayloadTooLargeException as AWS sends them: one request, SendFailed."""
+    wire = Wire((status, code))
+    with pytest.raises(SendFailed) as caught:
+        wire.transport.send(CID, ["{}"], connected_at=CONNECTED_AT)
+    assert len(wire.requests) == 1
+    assert (caught.value.error_code, caught.value.status_hint) == (code, hint)
