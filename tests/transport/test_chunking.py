@@ -7,7 +7,7 @@ import hashlib
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from transport.chunking import (
@@ -80,8 +80,10 @@ def test_small_limits_split_and_reassemble(body: bytes, limit: int) -> None:
     seed=st.integers(0, 2**32),
     request=st.booleans(),
 )
+@example(size=0, seed=0, request=True)
+@example(size=20 * MB, seed=1, request=True)
 def test_any_body_up_to_20_mb_survives(size: int, seed: int, request: bool) -> None:
-    """A body of 0 bytes to 20 MB survives chunking and reassembly byte for byte, in messages under 128 KB."""
+    """A body of 0 bytes to 20 MB survives chunking byte for byte, in 128 KB messages of 32 KB frames."""
     body = _random_body(size, seed)
     message: HttpRequest | HttpResponse = (
         HttpRequest(RID, "PUT", "/upload", headers=(("content-type", "application/octet-stream"),), body=body)
@@ -90,19 +92,53 @@ def test_any_body_up_to_20_mb_survives(size: int, seed: int, request: bool) -> N
     )
     frames = _split_and_encode(message)
     assert all(len(frame.encode()) <= MAX_MESSAGE_BYTES for frame in frames)
-    assert _reassemble(frames) == message
+    assert _reassemble(_through_websocket_frames(frames)) == message
+
+
+def _through_websocket_frames(messages: list[str]) -> list[str]:
+    """Cut each message into WebSocket frames, check each is within 32 KB, and join them as a peer does."""
+    joined: list[str] = []
+    for message in messages:
+        pieces = split_frame(message)
+        assert all(len(piece.encode()) <= MAX_WEBSOCKET_FRAME_BYTES for piece in pieces)
+        assert len(pieces) == max(1, -(-len(message) // MAX_WEBSOCKET_FRAME_BYTES))
+        joined.append("".join(pieces))
+    return joined
 
 
 def test_exactly_20_mb_body() -> None:
-    """A 20 MB binary body travels in messages under 128 KB and comes back identical."""
+    """A 20 MB binary body travels in messages under 128 KB, frames under 32 KB, and comes back identical."""
     body = _random_body(20 * MB, 20)
     frames = _split_and_encode(_response(body))
     assert len(frames) > 160
     assert max(len(frame) for frame in frames) <= MAX_MESSAGE_BYTES
-    result = _reassemble(frames)
+    result = _reassemble(_through_websocket_frames(frames))
     assert isinstance(result, HttpResponse)
     assert result.body == body
     assert result.body_manifest is None
+
+
+@pytest.mark.parametrize("request_side", [True, False])
+def test_the_one_message_boundary_is_exact(request_side: bool) -> None:
+    """Around the largest body that fits one 128 KB message, a message is sent whole exactly when it fits."""
+    headers = (("content-type", "application/octet-stream"),)
+
+    def build(size: int) -> HttpRequest | HttpResponse:
+        body = b"\xff" * size
+        if request_side:
+            return HttpRequest(RID, "POST", "/up", headers=headers, body=body, timestamp=1)
+        return _response(body, headers)
+
+    bare = len(encode_frame(build(0)))
+    largest = (MAX_MESSAGE_BYTES - bare) // 4 * 3
+    for size in range(largest - 3, largest + 4):
+        message = build(size)
+        fits = len(encode_frame(message)) <= MAX_MESSAGE_BYTES
+        parts = split_message(message)
+        assert (parts == [message]) is fits, size
+        assert all(len(encode_frame(part)) <= MAX_MESSAGE_BYTES for part in parts)
+    assert split_message(build(largest)) == [build(largest)]
+    assert len(split_message(build(largest + 1))) > 1
 
 
 def test_small_message_is_left_whole() -> None:

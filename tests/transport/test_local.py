@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from transport.base import AsyncTransport, async_broadcast
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
@@ -184,6 +188,55 @@ def test_loopback_tunnel_carries_big_bodies_both_ways() -> None:
             agent.send(response)
             await agent_send()
             assert await responses.get() == response
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+
+
+@pytest.mark.integration
+def test_loopback_frames_on_the_wire_stay_within_32_kb() -> None:
+    """Read frame by frame, a 300 KB chunked request arrives in WebSocket frames of at most 32 KB, whole."""
+
+    async def scenario() -> None:
+        gateway = Gateway()
+        async with running(gateway) as url:
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            client = ClientProtocol(parse_uri(url), max_size=None)
+            client.send_request(client.connect())
+            writer.write(b"".join(client.data_to_send()))
+            connection_id = await gateway.registered.get()
+
+            protocol = TunnelProtocol("gateway", version=2)
+            request = HttpRequest(
+                new_request_id(), "POST", "/upload", body=random.Random(3).randbytes(300_000)
+            )
+            protocol.send(request)
+            messages = protocol.frames_to_send()
+            await gateway.transport.send(connection_id, messages)
+
+            wire: list[Frame] = []
+            received: list[str] = []
+            pieces: list[bytes] = []
+            while len(received) < len(messages):
+                data = await reader.read(65536)
+                assert data, "the gateway closed the connection"
+                client.receive_data(data)
+                for event in client.events_received():
+                    if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.CONT):
+                        wire.append(event)
+                        pieces.append(bytes(event.data))
+                        if event.fin:
+                            received.append(b"".join(pieces).decode())
+                            pieces = []
+            writer.close()
+
+            assert received == messages
+            assert len(wire) > len(messages)
+            assert all(len(frame.data) <= MAX_WEBSOCKET_FRAME_BYTES for frame in wire)
+            agent = TunnelProtocol("agent", version=2)
+            for message in received:
+                agent.receive_frame(message)
+            assert agent.events_received() == [request]
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=20))
 
