@@ -6,9 +6,15 @@ configuration, agent authentication and JSON logs; `emulate` runs the handler as
 loopback (`tunnel emulate`); `store_memory` and `store_dynamodb`
 keep the state. Only `store_dynamodb` (boto3, imported lazily) and `settings` (the environment) reach
 outside the process.
+
+`emulate` and `emulate_cli` need uvicorn and websockets, which the Lambda package leaves out, so their
+names are imported on first use: importing the handler loads neither.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page, new_tunnel_id
 from lambda_app.auth import (
@@ -29,25 +35,6 @@ from lambda_app.auth import (
     fetch_https,
     parse_jwks,
 )
-from lambda_app.emulate import (
-    FRAME_LIMIT,
-    HTTP_API_PAYLOAD_LIMIT,
-    HTTP_INTEGRATION_TIMEOUT,
-    LAMBDA_PAYLOAD_LIMIT,
-    MESSAGE_LIMIT,
-    WEBSOCKET_INTEGRATION_TIMEOUT,
-    Emulator,
-    EmulatorConfig,
-    EmulatorThread,
-    EmulatorUrls,
-    InvocationContext,
-    LambdaHandler,
-    http_api_event,
-    scheduled_event,
-    translate_http_result,
-    websocket_event,
-)
-from lambda_app.emulate_cli import add_emulate_arguments, emulate_command, run_emulate
 from lambda_app.events import (
     BadEvent,
     EventError,
@@ -190,3 +177,33 @@ __all__ = [
     "websocket_event",
     "websocket_response",
 ]
+
+# Development tools: resolved by __getattr__ (PEP 562) so that `import lambda_app.handler` stays lean.
+_LAZY_EXPORTS = {
+    "emulate": [
+        "FRAME_LIMIT",
+        "HTTP_API_PAYLOAD_LIMIT",
+        "HTTP_INTEGRATION_TIMEOUT",
+        "LAMBDA_PAYLOAD_LIMIT",
+        "MESSAGE_LIMIT",
+        "WEBSOCKET_INTEGRATION_TIMEOUT",
+        "Emulator",
+        "EmulatorConfig",
+        "EmulatorThread",
+        "EmulatorUrls",
+        "InvocationContext",
+        "LambdaHandler",
+        "http_api_event",
+        "scheduled_event",
+        "translate_http_result",
+        "websocket_event",
+    ],
+    "emulate_cli": ["add_emulate_arguments", "emulate_command", "run_emulate"],
+}
+_LAZY_MODULE_OF = {name: module for module, names in _LAZY_EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_MODULE_OF:
+        raise AttributeError(f"module 'lambda_app' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lambda_app.{_LAZY_MODULE_OF[name]}"), name)

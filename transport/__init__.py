@@ -1,9 +1,13 @@
 """The tunnel protocol (messages, codec, chunking, `TunnelProtocol`) and the transports that move its frames.
 
 `apigateway` (boto3, imported lazily), `local` (websockets) and `memory` (tests) do I/O; the rest is pure.
+`local`'s names are imported on first use: the Lambda package leaves websockets out.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from transport.apigateway import (
     METRIC_NAMESPACE,
@@ -44,7 +48,6 @@ from transport.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from transport.local import LocalTransport, WebSocketConnection, new_connection_id
 from transport.memory import AsyncMemoryTransport, MemoryTransport
 from transport.messages import (
     ERROR_CODES,
@@ -153,3 +156,12 @@ __all__ = [
     "split_frame",
     "split_message",
 ]
+
+# transport.local needs websockets: resolved by __getattr__ (PEP 562), so the Lambda handler never loads it.
+_LAZY_MODULE_OF = {"LocalTransport": "local", "WebSocketConnection": "local", "new_connection_id": "local"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_MODULE_OF:
+        raise AttributeError(f"module 'transport' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"transport.{_LAZY_MODULE_OF[name]}"), name)
