@@ -71,6 +71,7 @@ from lambda_app.settings import (
     AuthMode,
     Settings,
     load_settings,
+    read_aws_secret,
 )
 from lambda_app.store import (
     DEFAULT_CLEANUP_PAGE_SIZE,
@@ -169,6 +170,7 @@ __all__ = [
     "new_tunnel_id",
     "parse_event",
     "parse_jwks",
+    "read_aws_secret",
     "request_context",
     "reset_runtime",
     "run_emulate",

@@ -1,9 +1,12 @@
 """The gateway's settings, read from the environment in one place and checked at start-up.
 
 `load_settings()` is the only code in the project that reads `os.environ`; it reads, never writes, and
-does no other I/O (a JWKS file or URL is only named here; `lambda_app/auth.py` loads it). Every invalid
-value raises a `ValueError` that names the variable, so a bad deployment fails at its first cold start
-rather than on some later request.
+does no other I/O (a JWKS file or URL is only named here; `lambda_app/auth.py` loads it) except one: a
+secret named by ARN (``TUNNEL_JWT_SECRET_ARN``, ``TUNNEL_SHARED_TOKEN_ARN``, ``TUNNEL_RESUME_SECRET_ARN``)
+is fetched once from AWS Secrets Manager or SSM Parameter Store through boto3 (`read_aws_secret`), so
+that a deployment never holds the secret itself in its configuration. Every invalid value raises a
+`ValueError` that names the variable, so a bad deployment fails at its first cold start rather than on
+some later request.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 from urllib.parse import urlsplit
@@ -23,6 +26,7 @@ __all__ = [
     "AuthMode",
     "Settings",
     "load_settings",
+    "read_aws_secret",
 ]
 
 AuthMode = Literal["none", "jwt", "token"]
@@ -49,6 +53,14 @@ _MIN_SHARED_TOKEN_CHARS: Final = 16
 _SECRET_FIELDS: Final = frozenset({"jwt_secret", "shared_token", "resume_secret"})
 #: Seconds a disconnected tunnel id stays reserved for a resume (the same default as `lambda_app.store`).
 _DEFAULT_RESUME_WINDOW: Final = 900
+# The secrets that may be named by ARN instead: TUNNEL_X holds the value, TUNNEL_X_ARN names where it is.
+_SECRET_VARIABLES: Final = ("TUNNEL_JWT_SECRET", "TUNNEL_SHARED_TOKEN", "TUNNEL_RESUME_SECRET")
+# A Secrets Manager secret or an SSM parameter, in any partition (ARN formats in the Service Authorization
+# Reference: secretsmanager "secret:<name>-<6 characters>", ssm "parameter/<name without leading slash>").
+_SECRET_ARN: Final = re.compile(
+    r"arn:aws[a-z-]*:(?P<service>secretsmanager|ssm):(?P<region>[a-z0-9-]+):\d{12}:"
+    r"(?:secret:[A-Za-z0-9/_+=.@-]+|parameter/[A-Za-z0-9/_.-]+)"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,27 +303,91 @@ def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return () if value is None else tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+def read_aws_secret(arn: str) -> str:
+    """Fetch a secret's text from AWS Secrets Manager or SSM Parameter Store, in the ARN's region (I/O).
+
+    Args:
+        arn: A Secrets Manager secret ARN (its ``SecretString``) or an SSM parameter ARN (a SecureString
+            is decrypted; a String is returned as it is).
+
+    Returns:
+        The secret's text.
+
+    Raises:
+        ValueError: The ARN is neither kind, or the secret holds only binary data.
+        botocore.exceptions.ClientError: AWS refused (not found, access denied).
+    """
+    match = _SECRET_ARN.fullmatch(arn)
+    if match is None:
+        raise ValueError("not a Secrets Manager secret or SSM parameter ARN")
+    import boto3  # the Lambda runtime has it; needed only when a secret is named by ARN
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5)
+    text: object
+    if match["service"] == "ssm":
+        ssm = boto3.client("ssm", region_name=match["region"], config=config)
+        text = ssm.get_parameter(Name=arn, WithDecryption=True)["Parameter"]["Value"]
+    else:
+        secrets = boto3.client("secretsmanager", region_name=match["region"], config=config)
+        text = secrets.get_secret_value(SecretId=arn).get("SecretString")
+    if not isinstance(text, str):
+        raise ValueError("the secret holds binary data; store the value as a secret string")
+    return text
+
+
+def _secrets(environ: Mapping[str, str], read_secret: Callable[[str], str]) -> dict[str, str | None]:
+    """Each secret variable's value, taken as it is or fetched from where its ``_ARN`` twin points."""
+    values: dict[str, str | None] = {}
+    for name in _SECRET_VARIABLES:
+        # Secrets are taken as they are: surrounding spaces could be part of them.
+        value = environ.get(name) or None
+        arn = _get(environ, f"{name}_ARN")
+        if arn is not None:
+            if value is not None:
+                raise ValueError(f"set {name} or {name}_ARN, not both")
+            if _SECRET_ARN.fullmatch(arn) is None:
+                raise ValueError(
+                    f"{name}_ARN must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:...) "
+                    f"or an SSM parameter (arn:aws:ssm:...:parameter/...), got {arn!r}"
+                )
+            try:
+                value = read_secret(arn)
+            except Exception as exc:  # botocore's errors name the code, never the secret
+                raise ValueError(f"{name}_ARN: cannot read {arn}: {exc}") from exc
+            if not value:
+                raise ValueError(f"{name}_ARN: {arn} holds an empty value")
+        values[name] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] = os.environ, *, read_secret: Callable[[str], str] = read_aws_secret
+) -> Settings:
     """Read and check the gateway's settings from environment variables.
 
     Variables are named ``TUNNEL_*``; an empty value counts as unset. See `Settings` for each one's
-    meaning; the README lists them with their defaults.
+    meaning; the README lists them with their defaults. ``TUNNEL_JWT_SECRET``, ``TUNNEL_SHARED_TOKEN``
+    and ``TUNNEL_RESUME_SECRET`` may instead be named by ARN in the same variable suffixed ``_ARN``
+    (a Secrets Manager secret or an SSM SecureString parameter), read once through `read_secret`.
 
     Args:
         environ: The environment to read; the process environment by default.
+        read_secret: Fetches a secret's text given its ARN; `read_aws_secret` (boto3) by default.
 
     Returns:
         The settings.
 
     Raises:
-        ValueError: A variable holds an invalid value (the message names it), TUNNEL_PUBLIC_URL is unset,
-            or authentication is on without any key.
+        ValueError: A variable holds an invalid value (the message names it), a secret named by ARN cannot
+            be read, TUNNEL_PUBLIC_URL is unset, or authentication is on without any key.
     """
     mode = (_get(environ, "TUNNEL_AUTH") or "jwt").lower()
     if mode not in _AUTH_MODES:
         raise ValueError(f"TUNNEL_AUTH must be one of {list(_AUTH_MODES)}, got {mode!r}")
     domain = _get(environ, "TUNNEL_DOMAIN")
     public_url = _get(environ, "TUNNEL_PUBLIC_URL")
+    secrets = _secrets(environ, read_secret)
     settings = Settings(
         auth_mode=mode,  # type: ignore[arg-type]  # checked against _AUTH_MODES above
         connections_table=_get(environ, "TUNNEL_CONNECTIONS_TABLE") or "tunnel-connections",
@@ -323,21 +399,20 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         jwks_file=_get(environ, "TUNNEL_JWKS_FILE"),
         jwks_json=_get(environ, "TUNNEL_JWKS_JSON"),
         jwks_url=_get(environ, "TUNNEL_JWKS_URL"),
-        # Secrets are taken as they are: surrounding spaces could be part of them.
-        jwt_secret=environ.get("TUNNEL_JWT_SECRET") or None,
+        jwt_secret=secrets["TUNNEL_JWT_SECRET"],
         jwt_issuer=_get(environ, "TUNNEL_JWT_ISSUER"),
         jwt_audience=_list(environ, "TUNNEL_JWT_AUDIENCE"),
         jwt_algorithms=_list(environ, "TUNNEL_JWT_ALGORITHMS"),
         jwt_leeway=_float(environ, "TUNNEL_JWT_LEEWAY", 30.0),
         jwks_cache_ttl=_float(environ, "TUNNEL_JWKS_CACHE_TTL", 300.0),
-        shared_token=environ.get("TUNNEL_SHARED_TOKEN") or None,
+        shared_token=secrets["TUNNEL_SHARED_TOKEN"],
         connection_ttl=_int(environ, "TUNNEL_CONNECTION_TTL", 3 * 60 * 60),
         request_ttl=_int(environ, "TUNNEL_REQUEST_TTL", 120),
         dispatch_race_age=_float(environ, "TUNNEL_DISPATCH_RACE_AGE", 5.0),
         management_endpoint=_get(environ, "TUNNEL_MANAGEMENT_ENDPOINT"),
         log_level=(_get(environ, "TUNNEL_LOG_LEVEL") or "INFO").upper(),
         resume_window=_int(environ, "TUNNEL_RESUME_WINDOW", _DEFAULT_RESUME_WINDOW),
-        resume_secret=environ.get("TUNNEL_RESUME_SECRET") or None,
+        resume_secret=secrets["TUNNEL_RESUME_SECRET"],
         dynamodb_endpoint=_get(environ, "TUNNEL_DYNAMODB_ENDPOINT"),
         region=_get(environ, "AWS_REGION") or _get(environ, "AWS_DEFAULT_REGION"),
     )

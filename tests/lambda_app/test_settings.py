@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lambda_app.settings import INTEGRATION_TIMEOUT_LIMIT, Settings, load_settings
+from lambda_app.settings import INTEGRATION_TIMEOUT_LIMIT, Settings, load_settings, read_aws_secret
 
 SECRET = "s" * 32
 URL = {"TUNNEL_PUBLIC_URL": "https://gw.example.com"}
@@ -218,3 +218,101 @@ def test_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
     settings = load_settings()
     assert settings.pending_table == "from-os-environ"
     assert settings.region == "ap-southeast-2"
+
+
+JWT_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tunnel/jwt-AbCdEf"
+TOKEN_ARN = "arn:aws:ssm:eu-west-1:123456789012:parameter/tunnel/shared-token"
+RESUME_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tunnel-resume-Zz0Yy1"
+
+
+def test_secrets_named_by_arn_are_fetched_once_each() -> None:
+    """Each *_ARN variable's secret is fetched once, through the injected reader, into its field."""
+    stored = {JWT_SECRET_ARN: SECRET, TOKEN_ARN: "shared-token-0123456789", RESUME_ARN: "r" * 40}
+    calls: list[str] = []
+
+    def read_secret(arn: str) -> str:
+        calls.append(arn)
+        return stored[arn]
+
+    settings = load_settings(
+        {
+            "TUNNEL_JWT_SECRET_ARN": JWT_SECRET_ARN,
+            "TUNNEL_SHARED_TOKEN_ARN": TOKEN_ARN,
+            "TUNNEL_RESUME_SECRET_ARN": f" {RESUME_ARN} ",
+            **URL,
+        },
+        read_secret=read_secret,
+    )
+    assert (settings.jwt_secret, settings.shared_token, settings.resume_secret) == (
+        SECRET,
+        "shared-token-0123456789",
+        "r" * 40,
+    )
+    assert sorted(calls) == sorted(stored)
+
+
+def test_no_secret_is_fetched_when_none_is_named_by_arn() -> None:
+    """Without *_ARN variables the reader is never called, so the gateway starts without AWS access."""
+
+    def read_secret(arn: str) -> str:
+        raise AssertionError(f"unexpected fetch of {arn}")
+
+    assert load_settings({"TUNNEL_JWT_SECRET": SECRET, **URL}, read_secret=read_secret).jwt_secret == SECRET
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TUNNEL_JWT_SECRET": SECRET, "TUNNEL_JWT_SECRET_ARN": JWT_SECRET_ARN}, "not both"),
+        ({"TUNNEL_JWT_SECRET_ARN": "arn:aws:s3:::my-bucket/secret"}, "TUNNEL_JWT_SECRET_ARN must be"),
+        ({"TUNNEL_RESUME_SECRET_ARN": "tunnel/resume"}, "TUNNEL_RESUME_SECRET_ARN must be"),
+        ({"TUNNEL_SHARED_TOKEN_ARN": "arn:aws:ssm:eu-west-1:1234:parameter/x"}, "TUNNEL_SHARED_TOKEN_ARN"),
+    ],
+)
+def test_bad_secret_arn_is_refused_before_any_fetch(environ: dict[str, str], message: str) -> None:
+    """A secret given twice or an ARN of another kind is a named ValueError, and nothing is fetched."""
+
+    def read_secret(arn: str) -> str:
+        raise AssertionError(f"unexpected fetch of {arn}")
+
+    with pytest.raises(ValueError, match=message):
+        load_settings({"TUNNEL_AUTH": "none", **environ, **URL}, read_secret=read_secret)
+
+
+def test_unreadable_secret_names_its_variable() -> None:
+    """A fetch that fails (access denied) becomes a ValueError naming the variable and the ARN."""
+
+    def read_secret(arn: str) -> str:
+        raise PermissionError("AccessDeniedException")
+
+    with pytest.raises(ValueError, match=r"TUNNEL_JWT_SECRET_ARN: cannot read .*AccessDeniedException"):
+        load_settings({"TUNNEL_JWT_SECRET_ARN": JWT_SECRET_ARN, **URL}, read_secret=read_secret)
+
+
+@pytest.mark.parametrize(("fetched", "message"), [("short", "at least 32 bytes"), ("", "empty")])
+def test_fetched_secret_is_checked_like_a_literal_one(fetched: str, message: str) -> None:
+    """A fetched HMAC secret that is too short or empty is refused, as the same literal value would be."""
+    with pytest.raises(ValueError, match=message):
+        load_settings({"TUNNEL_JWT_SECRET_ARN": JWT_SECRET_ARN, **URL}, read_secret=lambda arn: fetched)
+
+
+def test_read_aws_secret_reads_secrets_manager_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_aws_secret returns a Secrets Manager SecretString and a decrypted SSM SecureString, by ARN."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        secrets = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = secrets.create_secret(Name="tunnel/jwt", SecretString=SECRET)["ARN"]
+        binary = secrets.create_secret(Name="tunnel/binary", SecretBinary=b"\x00\x01")["ARN"]
+        ssm = boto3.client("ssm", region_name="eu-west-1")
+        ssm.put_parameter(Name="/tunnel/token", Value="shared-token-0123456789", Type="SecureString")
+        parameter_arn = ssm.get_parameter(Name="/tunnel/token")["Parameter"]["ARN"]
+        assert read_aws_secret(arn) == SECRET
+        assert read_aws_secret(parameter_arn) == "shared-token-0123456789"
+        with pytest.raises(ValueError, match="binary"):
+            read_aws_secret(binary)
+    with pytest.raises(ValueError, match="not a Secrets Manager secret or SSM parameter ARN"):
+        read_aws_secret("arn:aws:kms:eu-west-1:123456789012:key/abc")
