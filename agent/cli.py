@@ -1,8 +1,9 @@
 """The `tunnel` command line: parses arguments and starts the piece a subcommand names. Does I/O.
 
-`tunnel demo` runs the rewriting core's demo proxy in front of a local app, starting the sample pet store
-itself when nothing listens on the local port; `tunnel agent` (agent/agent_cli.py) is the forwarder. Later
-subcommands (`up`, `serve`) plug into `_SUBCOMMANDS`.
+`tunnel up` and `tunnel serve` (agent/serve_cli.py) run the self-hosted gateway, with or without an agent
+beside it; `tunnel agent` (agent/agent_cli.py) is the forwarder; `tunnel emulate` runs the Lambda gateway
+as AWS would; `tunnel demo` runs the rewriting core's demo proxy in front of a local app, starting the
+sample pet store itself when nothing listens on the local port.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uvicorn
 
 from agent.agent_cli import add_agent_arguments, agent_command
 from agent.demo import DemoProxy
+from agent.serve_cli import add_serve_arguments, add_up_arguments, serve_command, up_command
 from lambda_app.emulate_cli import add_emulate_arguments, emulate_command
 from rewrite import RewriteConfig
 
@@ -69,10 +71,20 @@ def _demo_command(args: argparse.Namespace) -> int:
     return run_demo(settings)
 
 
-# name -> (help, add arguments, run). Later: up, serve.
+# name -> (help, add arguments, run).
 _SUBCOMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
+    "up": (
+        "expose a local port: a self-hosted gateway and an agent in one process",
+        add_up_arguments,
+        up_command,
+    ),
+    "serve": (
+        "run the self-hosted gateway: public HTTP and agent WebSockets on one port",
+        add_serve_arguments,
+        serve_command,
+    ),
     "demo": (
         "serve a local app under a path prefix through the rewriting proxy",
         _add_demo_arguments,

@@ -16,7 +16,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page, new_tunnel_id
+from lambda_app.app import (
+    Exchange,
+    FrameResult,
+    Gateway,
+    GatewayConfig,
+    PublicRequest,
+    PublicResponse,
+    error_page,
+    new_tunnel_id,
+)
 from lambda_app.auth import (
     Authenticator,
     AuthError,
@@ -120,6 +129,8 @@ __all__ = [
     "ErrorOutcome",
     "EventError",
     "Fetch",
+    "Exchange",
+    "FrameResult",
     "Gateway",
     "GatewayConfig",
     "HttpEvent",

@@ -16,11 +16,11 @@ import html
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from lambda_app.records import Connection, ErrorOutcome, PendingRequest, ResponseOutcome
+from lambda_app.records import Connection, ErrorOutcome, Outcome, PendingRequest
 from lambda_app.store import DEFAULT_RESUME_WINDOW, CleanupReport, Store
 from rewrite import RewriteConfig, rewrite_request, rewrite_response
 from transport.base import Transport
@@ -40,9 +40,12 @@ from transport.messages import (
     Ready,
     RequestId,
     TunnelId,
+    new_request_id,
 )
 
 __all__ = [
+    "Exchange",
+    "FrameResult",
     "Gateway",
     "GatewayConfig",
     "PublicRequest",
@@ -87,6 +90,7 @@ class GatewayConfig:
         max_poll_delay: The longest wait between two checks.
         liveness_every: Check the agent's connection every this many polls, so that a dead agent is a 502,
             not a 504.
+        features: The version-2 features this gateway agrees to, when an agent offers them.
     """
 
     public_url: str
@@ -100,6 +104,7 @@ class GatewayConfig:
     first_poll_delay: float = 0.01
     max_poll_delay: float = 0.25
     liveness_every: int = 8
+    features: tuple[str, ...] = SUPPORTED_FEATURES
 
     def __post_init__(self) -> None:
         scheme, sep, rest = self.public_url.partition("://")
@@ -148,12 +153,52 @@ class PublicResponse:
     polls: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """What one frame from an agent led to.
+
+    Attributes:
+        replies: Frames to send back to that agent.
+        connection: The agent's connection record, when known (a retrying sender wants its age).
+        answered: A pending request that received its answer, or part of it.
+    """
+
+    replies: tuple[str, ...] = ()
+    connection: Connection | None = None
+    answered: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A public request on its way to an agent: pending in the store, its frames ready to send.
+
+    Attributes:
+        request_id: The id the agent's answer will carry.
+        connection: The agent's connection.
+        rewrite: How the answer is rewritten for the public origin.
+        frames: The `http_request` (and its body chunks), encoded.
+    """
+
+    request_id: RequestId
+    connection: Connection
+    rewrite: RewriteConfig
+    frames: tuple[str, ...]
+
+
+def _reply(
+    message: ConnectionEstablished | ErrorMessage | Pong, connection: Connection | None = None
+) -> FrameResult:
+    return FrameResult(replies=(encode_frame(message),), connection=connection)
+
+
 class Gateway:
     """The tunnel gateway's logic over a store and a transport.
 
     Args:
         store: Connections and pending requests.
-        transport: Moves frames to agents; its `send` is given each connection's age.
+        transport: Moves frames to agents for the synchronous drivers (`receive`, `forward`); its `send` is
+            given each connection's age. None for an edge that drives the steps (`handle_frame`, `begin`,
+            `finish`) and sends asynchronously itself.
         config: URLs, limits and timings.
         clock: Epoch seconds.
         sleep: Blocks for the given seconds (between polls).
@@ -163,7 +208,7 @@ class Gateway:
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        transport: Transport | None,
         config: GatewayConfig,
         *,
         clock: Callable[[], float] = time.time,
@@ -208,50 +253,62 @@ class Gateway:
         self.store.remove_connection(connection_id, resume_for=self.config.resume_window)
 
     def receive(self, connection_id: ConnectionId, frame: str | bytes) -> None:
-        """Handle one frame from an agent (`$default`). Never raises for what the agent sent.
+        """Handle one frame from an agent (`$default`) and send its replies. Never raises for what the agent
+        sent: a frame that is not valid tunnel protocol is answered with an `error` frame naming the problem.
+        """
+        result = self.handle_frame(connection_id, frame)
+        if result.replies:
+            try:
+                self._send(connection_id, result.replies, result.connection)
+            except TransportError as exc:
+                _log.warning("reply not delivered", extra={"connection": connection_id, "reason": str(exc)})
 
-        A frame that is not valid tunnel protocol is answered with an `error` frame naming the problem.
+    def handle_frame(self, connection_id: ConnectionId, frame: str | bytes) -> FrameResult:
+        """Take one frame from an agent into the store, without sending anything.
+
+        The edge sends `replies` to the agent and, when `answered` names a request, lets its waiter look
+        at the store again (the self-hosted gateway wakes it; the Lambda edge's poll finds it).
+
+        Returns:
+            The frames to send back and the request that received (part of) its answer, if any.
         """
         try:
             message = decode_frame(frame)
         except ProtocolError as exc:
             _log.warning("bad frame", extra={"connection": connection_id, "reason": str(exc)})
-            self._reply(connection_id, ErrorMessage("invalid_request", f"bad frame: {exc}"))
-            return
+            return _reply(ErrorMessage("invalid_request", f"bad frame: {exc}"))
         if isinstance(message, Ready):
-            self._ready(connection_id, message)
-        elif isinstance(message, HttpResponse):
-            self._stored(
-                self.store.record_response(connection_id, message), connection_id, message.request_id
-            )
-        elif isinstance(message, BodyChunk):
-            self._stored(self.store.record_chunk(connection_id, message), connection_id, message.request_id)
-        elif isinstance(message, ErrorMessage):
+            return self._ready(connection_id, message)
+        if isinstance(message, HttpResponse):
+            stored = self.store.record_response(connection_id, message)
+            return self._stored(stored, connection_id, message.request_id)
+        if isinstance(message, BodyChunk):
+            stored = self.store.record_chunk(connection_id, message)
+            return self._stored(stored, connection_id, message.request_id)
+        if isinstance(message, ErrorMessage):
             if message.request_id is None:
                 _log.warning("agent error", extra={"connection": connection_id, "code": message.code})
-            else:
-                self._stored(
-                    self.store.record_error(connection_id, message), connection_id, message.request_id
-                )
-        elif isinstance(message, Ping):
+                return FrameResult()
+            stored = self.store.record_error(connection_id, message)
+            return self._stored(stored, connection_id, message.request_id)
+        if isinstance(message, Ping):
             connection = self.store.get_connection(connection_id)
             if connection is not None and "pong" in connection.features:
-                self._reply(connection_id, Pong(), connection)
-        elif isinstance(message, Pong):
-            pass
-        else:  # an agent never sends http_request or connection_established
-            name = type(message).__name__
-            self._reply(connection_id, ErrorMessage("invalid_request", f"agents do not send {name}"))
+                return _reply(Pong(), connection)
+            return FrameResult()
+        if isinstance(message, Pong):
+            return FrameResult()
+        # An agent never sends http_request or connection_established.
+        return _reply(ErrorMessage("invalid_request", f"agents do not send {type(message).__name__}"))
 
-    def _ready(self, connection_id: ConnectionId, ready: Ready) -> None:
+    def _ready(self, connection_id: ConnectionId, ready: Ready) -> FrameResult:
         version = 2 if ready.version >= 2 else 1
         offered = ready.features or ()
-        features = tuple(f for f in SUPPORTED_FEATURES if f in offered) if version >= 2 else ()
+        features = tuple(f for f in self.config.features if f in offered) if version >= 2 else ()
         origin = ready.local_origin if version >= 2 else None
         connection = self.store.set_ready(connection_id, version, features, origin)
         if connection is None:
-            self._reply(connection_id, ErrorMessage("invalid_request", "unknown connection: reconnect"))
-            return
+            return _reply(ErrorMessage("invalid_request", "unknown connection: reconnect"))
         established = ConnectionEstablished(
             connection_id=connection_id,
             tunnel_id=connection.tunnel_id,
@@ -262,26 +319,19 @@ class Gateway:
             features=features if version >= 2 else None,
             resume_token=self._token(connection.tunnel_id) if version >= 2 else None,
         )
-        self._reply(connection_id, established, connection)
+        return _reply(established, connection)
 
-    def _stored(self, stored: bool, connection_id: ConnectionId, request_id: RequestId) -> None:
+    def _stored(self, stored: bool, connection_id: ConnectionId, request_id: RequestId) -> FrameResult:
         if not stored:  # late (timed out, answered) or not this connection's: drop it, as AWS does
             _log.info("answer dropped", extra={"connection": connection_id, "request": request_id})
-
-    def _reply(
-        self,
-        connection_id: ConnectionId,
-        message: ConnectionEstablished | ErrorMessage | Pong,
-        connection: Connection | None = None,
-    ) -> None:
-        try:
-            self._send(connection_id, [encode_frame(message)], connection)
-        except TransportError as exc:
-            _log.warning("reply not delivered", extra={"connection": connection_id, "reason": str(exc)})
+            return FrameResult()
+        return FrameResult(answered=request_id)
 
     def _send(
         self, connection_id: ConnectionId, frames: Sequence[str], connection: Connection | None
     ) -> None:
+        if self.transport is None:
+            raise RuntimeError("this gateway has no synchronous transport: its edge sends the frames")
         connected_at = connection.created_at if connection is not None else None
         self.transport.send(connection_id, frames, connected_at=connected_at)
 
@@ -311,25 +361,47 @@ class Gateway:
     # -- public requests ---------------------------------------------------------------------------------
 
     def forward(self, request: PublicRequest, *, wait_for: float | None = None) -> PublicResponse:
-        """Answer a public request through its tunnel. Never raises: anything unexpected is a 500 page
-        whose request id is in the logs, never a stack trace.
+        """Answer a public request through its tunnel, polling the store for the agent's answer (the Lambda
+        edge). Never raises: anything unexpected is a 500 page whose request id is in the logs.
 
         Args:
             request: The public request.
             wait_for: Seconds to wait for the agent at most, when the caller has less time than the
                 configured response timeout (a Lambda near its own timeout answers 504 in time).
         """
-        request_id = RequestId(str(uuid.uuid4()))
+        request_id = new_request_id()
         timeout = (
             self.config.response_timeout if wait_for is None else min(wait_for, self.config.response_timeout)
         )
         try:
-            return self._forward(request, request_id, max(timeout, 0.0))
+            exchange = self.begin(request, request_id)
+            if isinstance(exchange, PublicResponse):
+                return exchange
+            try:
+                try:
+                    self._send(exchange.connection.connection_id, exchange.frames, exchange.connection)
+                except TransportError as exc:
+                    return self.undeliverable(exchange, exc)
+                outcome, polls = self._wait(exchange, max(timeout, 0.0))
+                return self.finish(exchange, outcome, polls)
+            finally:
+                self.end(exchange)
         except Exception:
-            _log.exception("request %s failed", request_id, extra={"request": request_id})
-            return error_page(500, "Internal error", "The gateway failed to handle this request.", request_id)
+            return self.failed(request_id)
 
-    def _forward(self, request: PublicRequest, request_id: RequestId, timeout: float) -> PublicResponse:
+    def failed(self, request_id: RequestId) -> PublicResponse:
+        """The 500 page for a request whose handling raised; call it from an `except` block (logs the
+        traceback under the request id, which the page shows)."""
+        _log.exception("request %s failed", request_id, extra={"request": request_id})
+        return error_page(500, "Internal error", "The gateway failed to handle this request.", request_id)
+
+    def begin(self, request: PublicRequest, request_id: RequestId) -> Exchange | PublicResponse:
+        """Route a public request to its tunnel and store it as pending, ready to send.
+
+        Returns:
+            The exchange to send and wait for (the caller must `end` it), or the answer already: a 404, 413
+            or 502 page when the request cannot go to an agent.
+        """
         host = next((value for name, value in request.headers if name.lower() == "host"), "")
         routed = self._route(host, request.target)
         if routed is None:
@@ -345,10 +417,7 @@ class Gateway:
                 502, "Tunnel not ready", "The agent has connected but not finished its handshake.", request_id
             )
         if len(request.body) > self.config.max_body_bytes:
-            limit = self.config.max_body_bytes
-            return error_page(
-                413, "Request too large", f"Request bodies are limited to {limit} bytes.", request_id
-            )
+            return self.too_large(request_id)
         config = RewriteConfig(
             prefix=prefix,
             public_origin=public_origin,
@@ -360,42 +429,11 @@ class Gateway:
         )
         if upstream is None:
             return error_page(404, "No tunnel here", "This path leaves the tunnel.", request_id)
-        now = self._clock()
-        pending = PendingRequest(
-            request_id, connection.connection_id, tunnel_id, now, int(now) + self.config.pending_ttl
-        )
-        if not self.store.add_pending(pending):
-            return error_page(500, "Internal error", "A request with this id is pending already.", request_id)
-        try:
-            return self._exchange(
-                request,
-                upstream.method,
-                upstream.target,
-                upstream.headers,
-                config,
-                connection,
-                request_id,
-                timeout,
-            )
-        finally:
-            self.store.discard_pending(request_id)
-
-    def _exchange(
-        self,
-        request: PublicRequest,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        config: RewriteConfig,
-        connection: Connection,
-        request_id: RequestId,
-        timeout: float,
-    ) -> PublicResponse:
         message = HttpRequest(
             request_id=request_id,
-            method=method,
-            uri=target,
-            headers=tuple((name.lower(), value) for name, value in headers),
+            method=upstream.method,
+            uri=upstream.target,
+            headers=tuple((name.lower(), value) for name, value in upstream.headers),
             body=request.body,
             timestamp=int(self._clock() * 1000),
         )
@@ -406,35 +444,76 @@ class Gateway:
         except LocalProtocolError as exc:
             status = exc.status_hint if exc.status_hint in (413, 431) else 502
             return error_page(status, "Request too large", str(exc), request_id)
-        try:
-            self._send(connection.connection_id, [encode_frame(part) for part in parts], connection)
-        except ConnectionGone:
-            self.store.remove_connection(connection.connection_id, resume_for=self.config.resume_window)
+        now = self._clock()
+        pending = PendingRequest(
+            request_id, connection.connection_id, tunnel_id, now, int(now) + self.config.pending_ttl
+        )
+        if not self.store.add_pending(pending):
+            return error_page(500, "Internal error", "A request with this id is pending already.", request_id)
+        return Exchange(request_id, connection, config, tuple(encode_frame(part) for part in parts))
+
+    def too_large(self, request_id: RequestId) -> PublicResponse:
+        """The 413 page for a request body over the limit."""
+        limit = self.config.max_body_bytes
+        return error_page(
+            413, "Request too large", f"Request bodies are limited to {limit} bytes.", request_id
+        )
+
+    def undeliverable(self, exchange: Exchange, exc: TransportError) -> PublicResponse:
+        """The answer when the request's frames could not reach the agent; a gone agent is forgotten."""
+        request_id = exchange.request_id
+        if isinstance(exc, ConnectionGone):
+            connection_id = exchange.connection.connection_id
+            self.store.remove_connection(connection_id, resume_for=self.config.resume_window)
             return error_page(502, "Agent gone", "The agent's connection has closed.", request_id)
-        except TransportError as exc:
-            _log.warning("request not delivered", extra={"request": request_id, "reason": str(exc)})
+        _log.warning("request not delivered", extra={"request": request_id, "reason": str(exc)})
+        return error_page(
+            502, "Agent unreachable", "The request could not be delivered to the agent.", request_id
+        )
+
+    def poll(self, exchange: Exchange) -> Outcome | None:
+        """One look at the store for the exchange's complete answer."""
+        pending = self.store.poll(exchange.request_id)
+        return None if pending is None else pending.outcome
+
+    def agent_connected(self, exchange: Exchange) -> bool:
+        """Whether the agent the request went to is still connected."""
+        return self.store.get_connection(exchange.connection.connection_id) is not None
+
+    def finish(
+        self, exchange: Exchange, outcome: Outcome | Literal["timeout", "gone"], polls: int = 0
+    ) -> PublicResponse:
+        """The public answer to an exchange: the agent's response rewritten for the public origin, or the
+        page for its error, its absence (`"timeout"`: 504) or its departure (`"gone"`: 502).
+
+        Args:
+            exchange: The exchange.
+            outcome: What came back.
+            polls: How many reads the answer took, for the log.
+        """
+        request_id = exchange.request_id
+        if outcome == "gone":
             return error_page(
-                502, "Agent unreachable", "The request could not be delivered to the agent.", request_id
+                502, "Agent gone", "The agent disconnected before answering.", request_id, polls
             )
-        outcome, polls = self._wait(request_id, connection, timeout)
-        if outcome is None:
-            if polls < 0:
-                return error_page(
-                    502, "Agent gone", "The agent disconnected before answering.", request_id, -polls
-                )
+        if outcome == "timeout":
             return error_page(504, "Gateway timeout", "The agent did not answer in time.", request_id, polls)
         if isinstance(outcome, ErrorOutcome):
-            return _error_page(outcome, connection, request_id, polls)
-        return self._respond(outcome, config, request_id, polls)
+            return _error_page(outcome, exchange.connection, request_id, polls)
+        result = rewrite_response(outcome.headers, outcome.body, exchange.rewrite)
+        for skipped in result.report.skipped:
+            _log.info("rewrite skipped", extra={"request": request_id, "reason": str(skipped)})
+        return PublicResponse(outcome.status_code, result.headers, result.body, request_id, polls)
 
-    def _wait(
-        self, request_id: RequestId, connection: Connection, timeout: float
-    ) -> tuple[ResponseOutcome | ErrorOutcome | None, int]:
+    def end(self, exchange: Exchange) -> None:
+        """Forget a pending request, answered or not; a late answer is then dropped."""
+        self.store.discard_pending(exchange.request_id)
+
+    def _wait(self, exchange: Exchange, timeout: float) -> tuple[Outcome | Literal["timeout", "gone"], int]:
         """Poll for the answer: the first check soon, then backing off, within the response timeout.
 
         Returns:
-            The outcome (None on timeout) and the number of polls; a negative count means the agent's
-            connection went away while waiting.
+            The outcome and the number of polls.
         """
         deadline = self._clock() + timeout
         delay = self.config.first_poll_delay
@@ -442,24 +521,20 @@ class Gateway:
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
-                return None, polls
+                return "timeout", polls
             self._sleep(min(delay, remaining))
             delay = min(delay * 2, self.config.max_poll_delay)
             polls += 1
-            pending = self.store.poll(request_id)
+            pending = self.store.poll(exchange.request_id)
             if pending is not None and pending.outcome is not None:
                 return pending.outcome, polls
             check_liveness = pending is None or polls % self.config.liveness_every == 0
-            if check_liveness and self.store.get_connection(connection.connection_id) is None:
-                return None, -polls
+            if check_liveness and not self.agent_connected(exchange):
+                return "gone", polls
 
-    def _respond(
-        self, outcome: ResponseOutcome, config: RewriteConfig, request_id: RequestId, polls: int
-    ) -> PublicResponse:
-        result = rewrite_response(outcome.headers, outcome.body, config)
-        for skipped in result.report.skipped:
-            _log.info("rewrite skipped", extra={"request": request_id, "reason": str(skipped)})
-        return PublicResponse(outcome.status_code, result.headers, result.body, request_id, polls)
+    def routes(self, host: str, target: str) -> bool:
+        """Whether a request with this `Host` and target names a tunnel (connected or not)."""
+        return self._route(host, target) is not None
 
     def _route(self, host: str, target: str) -> tuple[TunnelId, str, str] | None:
         """The tunnel a request names: `<id>.<host_domain>` in host mode, else the first path segment.

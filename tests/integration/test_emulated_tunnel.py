@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from agent.tunnel import Agent, AgentConfig
 from lambda_app.emulate import Emulator, EmulatorConfig, EmulatorThread
+from tests.support.cli import RunningTunnel, start_tunnel
 from tests.support.echo_app import create_echo_app, pattern_bytes
 from tests.support.servers import RunningServer, serve_in_thread
 
@@ -33,60 +27,11 @@ pytestmark = pytest.mark.integration
 # The gateway gives up on the agent after 3 s here (25 s in production); the emulated HTTP API after 10 s
 # (30 s on AWS). A 504 from the gateway therefore proves it answered before API Gateway would have.
 ENVIRONMENT = {"TUNNEL_RESPONSE_TIMEOUT": "3", "TUNNEL_REQUEST_TTL": "60"}
-TUNNEL_CLI = Path(sys.executable).parent / "tunnel"
 
 
-@dataclass
-class RunningAgent:
-    """A `tunnel agent --json` subprocess and the ready event it printed."""
-
-    process: subprocess.Popen[str]
-    ready: dict[str, object]
-
-    @property
-    def url(self) -> str:
-        return str(self.ready["path_url"])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def start_agent(local_port: int, endpoint: str) -> RunningAgent:
+def start_agent(local_port: int, endpoint: str) -> RunningTunnel:
     """Start the agent CLI and wait (bounded) for its ready line."""
-    process = subprocess.Popen(
-        [str(TUNNEL_CLI), "agent", str(local_port), "--endpoint", endpoint, "--json", "--timeout", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    found: dict[str, object] = {}
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            event = json.loads(line)
-            if event.get("event") == "ready":
-                found.update(event)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout=30)
-    if not found:
-        process.kill()
-        _, err = process.communicate(timeout=10)
-        raise AssertionError(f"the agent did not become ready: {err[-2000:]}")
-    return RunningAgent(process, found)
+    return start_tunnel(["agent", str(local_port), "--endpoint", endpoint, "--timeout", "20"])
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +50,7 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def agent(local_app: RunningServer, emulator: Emulator) -> Iterator[RunningAgent]:
+def agent(local_app: RunningServer, emulator: Emulator) -> Iterator[RunningTunnel]:
     """One agent for the module's tests."""
     running = start_agent(local_app.port, emulator.urls.websocket_url)
     try:
@@ -122,7 +67,7 @@ def client() -> Iterator[httpx.Client]:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
-def test_methods_reach_the_local_app(agent: RunningAgent, client: httpx.Client, method: str) -> None:
+def test_methods_reach_the_local_app(agent: RunningTunnel, client: httpx.Client, method: str) -> None:
     """Each method arrives at the local app with the prefix stripped and the body intact."""
     body = b"" if method in ("GET", "DELETE", "OPTIONS") else f"payload for {method}".encode()
     response = client.request(method, f"{agent.url}/echo", content=body)
@@ -135,7 +80,7 @@ def test_methods_reach_the_local_app(agent: RunningAgent, client: httpx.Client, 
     assert headers["x-forwarded-prefix"] == "/" + str(agent.ready["tunnel_id"])
 
 
-def test_head_answers_without_a_body(agent: RunningAgent, client: httpx.Client) -> None:
+def test_head_answers_without_a_body(agent: RunningTunnel, client: httpx.Client) -> None:
     """HEAD answers 200 with the GET's headers and no body (API Gateway sets the length it sends)."""
     response = client.head(f"{agent.url}/bytes/1234")
     assert response.status_code == 200
@@ -143,7 +88,7 @@ def test_head_answers_without_a_body(agent: RunningAgent, client: httpx.Client) 
     assert response.headers["content-type"] == "application/octet-stream"
 
 
-def test_binary_and_4_mb_response_are_byte_exact(agent: RunningAgent, client: httpx.Client) -> None:
+def test_binary_and_4_mb_response_are_byte_exact(agent: RunningTunnel, client: httpx.Client) -> None:
     """Binary bodies, up to 4 MB, come back byte for byte through chunks and DynamoDB."""
     for size in (5000, 4 * 1024 * 1024):
         response = client.get(f"{agent.url}/bytes/{size}")
@@ -151,7 +96,7 @@ def test_binary_and_4_mb_response_are_byte_exact(agent: RunningAgent, client: ht
         assert response.content == pattern_bytes(size)
 
 
-def test_2_mb_upload_is_byte_exact(agent: RunningAgent, client: httpx.Client) -> None:
+def test_2_mb_upload_is_byte_exact(agent: RunningTunnel, client: httpx.Client) -> None:
     """A 2 MB upload reaches the local app whole."""
     upload = pattern_bytes(2 * 1024 * 1024)[::-1]
     response = client.post(f"{agent.url}/upload", content=upload)
@@ -159,14 +104,14 @@ def test_2_mb_upload_is_byte_exact(agent: RunningAgent, client: httpx.Client) ->
     assert response.json() == {"length": len(upload), "sha256": hashlib.sha256(upload).hexdigest()}
 
 
-def test_12_mb_response_is_a_clear_502(agent: RunningAgent, client: httpx.Client) -> None:
+def test_12_mb_response_is_a_clear_502(agent: RunningTunnel, client: httpx.Client) -> None:
     """A response larger than Lambda's 6 MB payload is refused with a 502 page, not a hang."""
     response = client.get(f"{agent.url}/bytes/{12 * 1024 * 1024}")
     assert response.status_code == 502
     assert b"limit" in response.content
 
 
-def test_cookies_and_redirects(agent: RunningAgent, client: httpx.Client) -> None:
+def test_cookies_and_redirects(agent: RunningTunnel, client: httpx.Client) -> None:
     """Two Set-Cookie headers stay two and get the prefix; a redirect is passed on, pointing inside."""
     prefix = "/" + str(agent.ready["tunnel_id"])
     cookies = client.get(f"{agent.url}/cookies").headers.get_list("set-cookie")
@@ -178,7 +123,7 @@ def test_cookies_and_redirects(agent: RunningAgent, client: httpx.Client) -> Non
     assert redirect.headers["location"].endswith(f"{prefix}/echo")
 
 
-def test_query_strings_pass_unchanged(agent: RunningAgent, client: httpx.Client) -> None:
+def test_query_strings_pass_unchanged(agent: RunningTunnel, client: httpx.Client) -> None:
     """The raw query, with &, =, % and +, reaches the local app exactly as sent."""
     query = "a=1&b=x%20y&c=a+b&d=%2B%26&e==&f"
     response = client.get(httpx.URL(f"{agent.url}/echo?{query}"))
@@ -192,7 +137,7 @@ def test_unknown_tunnel_is_404(emulator: Emulator, client: httpx.Client) -> None
     assert b"not connected" in response.content
 
 
-def test_slow_app_gets_a_504_before_api_gateway_gives_up(agent: RunningAgent, client: httpx.Client) -> None:
+def test_slow_app_gets_a_504_before_api_gateway_gives_up(agent: RunningTunnel, client: httpx.Client) -> None:
     """An app slower than the response timeout gets the gateway's 504, not API Gateway's 503."""
     response = client.get(f"{agent.url}/slow?seconds=6")
     assert response.status_code == 504

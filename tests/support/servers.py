@@ -35,7 +35,11 @@ class RunningServer:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    app: Any = None, *, factory: Callable[[int], Any] | None = None, startup_timeout: float = 10.0
+    app: Any = None,
+    *,
+    factory: Callable[[int], Any] | None = None,
+    startup_timeout: float = 10.0,
+    port: int = 0,
 ) -> Iterator[RunningServer]:
     """Serve an ASGI app with uvicorn on a free loopback port for the duration of a `with` block.
 
@@ -44,6 +48,7 @@ def serve_in_thread(
         factory: Instead of `app`: builds the application from the port it will listen on (a proxy needs
             its own public origin in its configuration).
         startup_timeout: Seconds to wait for the server to accept connections.
+        port: The port to listen on; 0 for a free one.
 
     Yields:
         Where the server listens.
@@ -53,7 +58,7 @@ def serve_in_thread(
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((_LOOPBACK, 0))
+    sock.bind((_LOOPBACK, port))
     sock.listen(128)
     port = int(sock.getsockname()[1])
     if factory is not None:

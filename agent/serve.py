@@ -1,0 +1,470 @@
+"""The self-hosted gateway (`tunnel serve`): public HTTP and agent WebSockets on one port. Does network I/O.
+
+One ASGI app, served by uvicorn, runs the very logic of the Lambda gateway (`lambda_app.app.Gateway`) over
+a `MemoryStore` and a `LocalTransport`. Where the Lambda edge polls the store for an answer, this edge
+waits on an event that the agent's connection sets when one of its frames answers the request: no polling.
+Agents open a WebSocket at `/` on the gateway's own host (`ws://127.0.0.1:8080/`); every other request is
+public and is routed by tunnel host (`<id>.<domain>`) or first path segment (`/<id>/...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl
+
+import uvicorn
+
+from lambda_app.app import Exchange, Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page
+from lambda_app.auth import Authenticator, AuthError
+from lambda_app.records import Outcome, ResponseOutcome
+from lambda_app.store_memory import MemoryStore
+from transport.errors import TransportError
+from transport.local import LocalTransport
+from transport.messages import ConnectionId, RequestId, TunnelId, new_request_id
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "DEFAULT_TUNNEL_CONCURRENCY",
+    "GatewayServer",
+    "SelfHostedGateway",
+    "ServeConfig",
+    "ServerEvent",
+    "bind",
+]
+
+_log = logging.getLogger("agent.serve")
+
+#: The largest public request body forwarded by default; the whole body is held in memory on its way.
+DEFAULT_BODY_LIMIT: Final = 64 * 1024 * 1024
+#: Requests one tunnel may have in flight at once by default; more get 503.
+DEFAULT_TUNNEL_CONCURRENCY: Final = 256
+# Answers bigger than this are rewritten in a worker thread, so that the event loop keeps serving others.
+_REWRITE_INLINE_BYTES: Final = 64 * 1024
+
+#: One thing that happened, as a JSON-ready dict with an ``"event"`` key.
+ServerEvent = dict[str, Any]
+
+_Scope = dict[str, Any]
+_Receive = Callable[[], Awaitable[dict[str, Any]]]
+_Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """How the self-hosted gateway presents tunnels and what it accepts.
+
+    Attributes:
+        public_url: The origin the public reaches this gateway at (``http://127.0.0.1:8080``, or
+            ``https://tunnel.example.com`` behind a TLS proxy); path-mode tunnels live under it.
+        domain: Host-mode tunnels answer at ``<id>.<domain>`` (``localhost``: browsers resolve
+            ``*.localhost`` to loopback); None turns host mode off.
+        body_limit: The largest public request body forwarded; larger gets 413.
+        response_timeout: Seconds to wait for an agent's answer before 504.
+        tunnel_concurrency: Requests one tunnel may have in flight at once; more get 503.
+        resume_secret: Signs resume tokens, so an agent keeps its tunnel id across reconnections (and
+            across restarts of this gateway, when the secret is kept); None disables resuming.
+    """
+
+    public_url: str
+    domain: str | None = "localhost"
+    body_limit: int = DEFAULT_BODY_LIMIT
+    response_timeout: float = 25.0
+    tunnel_concurrency: int = DEFAULT_TUNNEL_CONCURRENCY
+    resume_secret: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.body_limit < 0:
+            raise ValueError(f"body_limit must not be negative, got {self.body_limit}")
+        if self.tunnel_concurrency < 1:
+            raise ValueError(f"tunnel_concurrency must be at least 1, got {self.tunnel_concurrency}")
+
+    def gateway_config(self) -> GatewayConfig:
+        """The shared gateway logic's configuration."""
+        return GatewayConfig(
+            public_url=self.public_url,
+            host_domain=self.domain,
+            max_body_bytes=self.body_limit,
+            response_timeout=self.response_timeout,
+            pending_ttl=int(self.response_timeout) + 60,
+            resume_secret=self.resume_secret,
+        )
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A public request waiting for its agent's answer."""
+
+    connection_id: ConnectionId
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _AsgiWebSocket:
+    """The agent's connection as `LocalTransport` sees it: sends go out as ASGI messages."""
+
+    def __init__(self, send: _Send) -> None:
+        self._send = send
+
+    async def send(self, message: str | Iterable[str]) -> None:
+        text = message if isinstance(message, str) else "".join(message)
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+class SelfHostedGateway:
+    """The ASGI app of the self-hosted gateway.
+
+    Args:
+        config: URLs and limits.
+        authenticator: Checks agents when they connect (a shared token or JWT; everyone when disabled).
+        on_event: Receives the gateway's events (agents connecting and leaving); must not block.
+        clock: Epoch seconds, for the store and the gateway logic.
+    """
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        authenticator: Authenticator,
+        *,
+        on_event: Callable[[ServerEvent], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = MemoryStore(clock=clock)
+        self.transport = LocalTransport()
+        self.gateway = Gateway(self.store, None, config.gateway_config(), clock=clock)
+        self._authenticator = authenticator
+        self._on_event = on_event
+        self._waiters: dict[RequestId, _Waiter] = {}
+        self._in_flight: collections.Counter[TunnelId] = collections.Counter()
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._public(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    # -- agents ------------------------------------------------------------------------------------------
+
+    async def _websocket(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        headers = _headers(scope)
+        if self._tunnel_named(scope, headers):
+            # A public WebSocket for a tunnel: the tunnel protocol carries HTTP exchanges only.
+            page = error_page(
+                501, "WebSockets not supported", "This tunnel forwards HTTP requests only.", new_request_id()
+            )
+            await self._refuse(receive, send, page)
+            return
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        try:
+            principal = self._authenticator.authenticate(headers, query)
+        except AuthError as exc:  # its reason never holds the token
+            _log.warning("agent refused: %s", exc.reason)
+            status = 503 if exc.status_hint == 503 else 401
+            title = "Unauthorized" if status == 401 else "Unavailable"
+            await self._refuse(receive, send, error_page(status, title, exc.reason, new_request_id()))
+            return
+        connection_id = self.transport.register(_AsgiWebSocket(send))
+        resume = next((value for name, value in query if name == "resume"), None)
+        try:
+            connection = self.gateway.connect(connection_id, resume_token=resume)
+            if connection is None:
+                page = error_page(503, "Unavailable", "No tunnel id could be claimed.", new_request_id())
+                await self._refuse(receive, send, page)
+                return
+            message = await receive()
+            if message["type"] != "websocket.connect":
+                return
+            await send({"type": "websocket.accept"})
+            self._emit(
+                {
+                    "event": "agent_connected",
+                    "tunnel_id": connection.tunnel_id,
+                    "subject": principal.subject,
+                    "client": _client_ip(scope),
+                }
+            )
+            await self._read_agent(connection_id, receive)
+        finally:
+            self.transport.unregister(connection_id)
+            gone = self.store.get_connection(connection_id)
+            self.gateway.disconnect(connection_id)
+            self._wake_connection(connection_id)
+            if gone is not None:
+                self._emit({"event": "agent_disconnected", "tunnel_id": gone.tunnel_id})
+
+    async def _read_agent(self, connection_id: ConnectionId, receive: _Receive) -> None:
+        """Feed the agent's frames to the gateway logic until it disconnects."""
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            frame = message.get("text")
+            result = self.gateway.handle_frame(
+                connection_id, frame if frame is not None else message["bytes"]
+            )
+            if result.answered is not None:
+                waiter = self._waiters.get(result.answered)
+                if waiter is not None:
+                    waiter.event.set()
+            if result.replies:
+                try:
+                    await self.transport.send(connection_id, result.replies)
+                except TransportError:
+                    return
+
+    async def _refuse(self, receive: _Receive, send: _Send, page: PublicResponse) -> None:
+        """Answer a WebSocket upgrade with an HTTP error page instead of accepting it."""
+        await receive()  # websocket.connect
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in page.headers]
+        await send({"type": "websocket.http.response.start", "status": page.status, "headers": raw})
+        await send({"type": "websocket.http.response.body", "body": page.body})
+
+    def _tunnel_named(self, scope: _Scope, headers: list[tuple[str, str]]) -> bool:
+        host = next((value for name, value in headers if name == "host"), "")
+        path = scope.get("path", "/")
+        return self.gateway.routes(host, path)
+
+    def _wake_connection(self, connection_id: ConnectionId) -> None:
+        for waiter in self._waiters.values():
+            if waiter.connection_id == connection_id:
+                waiter.event.set()
+
+    # -- the public ----------------------------------------------------------------------------------------
+
+    async def _public(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        request_id = new_request_id()
+        try:
+            response = await self._answer(scope, receive, request_id)
+        except Exception:
+            response = self.gateway.failed(request_id)
+        await _respond(send, response, head_only=scope["method"] == "HEAD")
+
+    async def _answer(self, scope: _Scope, receive: _Receive, request_id: RequestId) -> PublicResponse:
+        headers = _headers(scope)
+        declared = next((value for name, value in headers if name == "content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.config.body_limit:
+            return self.gateway.too_large(request_id)
+        body = await _read_body(receive, self.config.body_limit)
+        if body is None:
+            return self.gateway.too_large(request_id)
+        target = scope.get("raw_path") or scope["path"].encode("utf-8")
+        query: bytes = scope.get("query_string", b"")
+        request = PublicRequest(
+            method=scope["method"],
+            target=(target + b"?" + query if query else target).decode("latin-1"),
+            headers=tuple(headers),
+            body=body,
+            client_ip=_client_ip(scope),
+        )
+        exchange = self.gateway.begin(request, request_id)
+        if isinstance(exchange, PublicResponse):
+            return exchange
+        tunnel_id = exchange.connection.tunnel_id
+        waiter = _Waiter(exchange.connection.connection_id)
+        self._waiters[request_id] = waiter
+        self._in_flight[tunnel_id] += 1
+        try:
+            if self._in_flight[tunnel_id] > self.config.tunnel_concurrency:
+                return _busy(request_id, self.config.tunnel_concurrency)
+            try:
+                await self.transport.send(waiter.connection_id, exchange.frames)
+            except TransportError as exc:
+                return self.gateway.undeliverable(exchange, exc)
+            outcome, wakes = await self._wait(exchange, waiter)
+            if isinstance(outcome, ResponseOutcome) and len(outcome.body) > _REWRITE_INLINE_BYTES:
+                return await asyncio.to_thread(self.gateway.finish, exchange, outcome, wakes)
+            return self.gateway.finish(exchange, outcome, wakes)
+        finally:
+            self.gateway.end(exchange)
+            del self._waiters[request_id]
+            self._in_flight[tunnel_id] -= 1
+            if not self._in_flight[tunnel_id]:
+                del self._in_flight[tunnel_id]
+
+    async def _wait(
+        self, exchange: Exchange, waiter: _Waiter
+    ) -> tuple[Outcome | Literal["timeout", "gone"], int]:
+        """Sleep until the agent's connection says the answer arrived, it left, or time ran out.
+
+        Returns:
+            The outcome (``"timeout"`` or ``"gone"`` when there is none) and how often the waiter woke.
+        """
+        wakes = 0
+        try:
+            async with asyncio.timeout(self.config.response_timeout):
+                while True:
+                    await waiter.event.wait()
+                    waiter.event.clear()
+                    wakes += 1
+                    outcome = self.gateway.poll(exchange)
+                    if outcome is not None:
+                        return outcome, wakes
+                    if not self.gateway.agent_connected(exchange):
+                        return "gone", wakes
+        except TimeoutError:
+            return "timeout", wakes
+
+    def _emit(self, event: ServerEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # a broken sink must not break the gateway
+            _log.exception("event sink failed")
+
+
+def _busy(request_id: RequestId, limit: int) -> PublicResponse:
+    page = error_page(
+        503, "Tunnel busy", f"This tunnel has {limit} requests in flight already; try again.", request_id
+    )
+    return PublicResponse(page.status, [*page.headers, ("retry-after", "1")], page.body, request_id)
+
+
+def _headers(scope: _Scope) -> list[tuple[str, str]]:
+    return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in scope["headers"]]
+
+
+def _client_ip(scope: _Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _read_body(receive: _Receive, limit: int) -> bytes | None:
+    """The request body, or None once it grows past `limit` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: _Send, response: PublicResponse, *, head_only: bool) -> None:
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    await send({"type": "http.response.start", "status": response.status, "headers": raw})
+    await send({"type": "http.response.body", "body": b"" if head_only else response.body})
+
+
+async def _lifespan(receive: _Receive, send: _Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner (`tunnel up` runs an agent beside it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the gateway's listening socket, before its event loop starts, so errors come early.
+
+    Args:
+        host: The address to listen on.
+        port: The port; 0 for any free one.
+
+    Returns:
+        The listening socket.
+
+    Raises:
+        OSError: The address is in use or not available, with a message naming it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP by name: asyncio turns Nagle's algorithm off only on sockets that say they are TCP, and
+    # accepted sockets inherit this one's protocol. With Nagle on, a response written in two parts (head,
+    # body) waits for the client's delayed ACK on a kept-alive connection: 40 ms per request on Linux.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class GatewayServer:
+    """The self-hosted gateway serving on a bound socket, within an event loop.
+
+    Args:
+        app: The gateway.
+        sock: The listening socket (see `bind`); closed when the server stops.
+    """
+
+    def __init__(self, app: SelfHostedGateway, sock: socket.socket) -> None:
+        self.app = app
+        self.socket = sock
+
+    @property
+    def port(self) -> int:
+        """The port listened on."""
+        return int(self.socket.getsockname()[1])
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[GatewayServer]:
+        """Serve until the `async with` block ends."""
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http="auto",  # httptools' C parser when installed, else h11
+            ws="websockets-sansio",
+            # Agents send chunks of at most 128 KB; a version-1 agent sends a whole body in one message.
+            ws_max_size=64 * 1024 * 1024,
+            # Tunnel heartbeats keep agents alive; WebSocket pings would only add traffic.
+            ws_ping_interval=None,
+            # Compressing every frame costs more CPU than anything else on the tunnel's path, and most
+            # bodies worth the effort come compressed already (API Gateway does not compress either).
+            ws_per_message_deflate=False,
+            # The agent forwards the local app's Date and Server headers; uvicorn's would double them.
+            server_header=False,
+            date_header=False,
+            # X-Forwarded-For is the gateway logic's to build, from the client address.
+            proxy_headers=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        task = asyncio.create_task(server.serve(sockets=[self.socket]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the gateway stopped while starting")
+                await asyncio.sleep(0.01)
+            yield self
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await task
+            self.socket.close()
