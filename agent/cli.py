@@ -24,6 +24,7 @@ import uvicorn
 
 from agent.agent_cli import add_agent_arguments, agent_command
 from agent.demo import DemoProxy
+from agent.package import add_package_arguments, package_command
 from agent.serve_cli import add_serve_arguments, add_up_arguments, serve_command, up_command
 from lambda_app.emulate_cli import add_emulate_arguments, emulate_command
 from rewrite import RewriteConfig
@@ -99,6 +100,11 @@ _SUBCOMMANDS: dict[
         "run the Lambda handler as AWS would: API Gateway WebSocket and HTTP APIs, @connections, DynamoDB",
         add_emulate_arguments,
         emulate_command,
+    ),
+    "package": (
+        "build the AWS Lambda deployment zip of the gateway (deploy/template.yaml deploys it)",
+        add_package_arguments,
+        package_command,
     ),
 }
 
