@@ -28,7 +28,6 @@ from transport.chunking import MAX_MESSAGE_BYTES, split_message
 from transport.codec import decode_frame, encode_frame
 from transport.errors import ConnectionGone, LocalProtocolError, ProtocolError, TransportError
 from transport.messages import (
-    SUPPORTED_FEATURES,
     BodyChunk,
     ConnectionEstablished,
     ConnectionId,
@@ -90,7 +89,9 @@ class GatewayConfig:
         max_poll_delay: The longest wait between two checks.
         liveness_every: Check the agent's connection every this many polls, so that a dead agent is a 502,
             not a 504.
-        features: The version-2 features this gateway agrees to, when an agent offers them.
+        features: The version-2 features this gateway agrees to, when an agent offers them. The Lambda
+            gateway cannot stream (an HTTP API response is one payload), so `body_stream` is the
+            self-hosted gateway's to add.
     """
 
     public_url: str
@@ -104,7 +105,7 @@ class GatewayConfig:
     first_poll_delay: float = 0.01
     max_poll_delay: float = 0.25
     liveness_every: int = 8
-    features: tuple[str, ...] = SUPPORTED_FEATURES
+    features: tuple[str, ...] = ("body_chunks", "pong")
 
     def __post_init__(self) -> None:
         scheme, sep, rest = self.public_url.partition("://")

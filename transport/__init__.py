@@ -52,8 +52,11 @@ from transport.memory import AsyncMemoryTransport, MemoryTransport
 from transport.messages import (
     ERROR_CODES,
     PROTOCOL_VERSION,
+    STREAM_WINDOW_BYTES,
     SUPPORTED_FEATURES,
+    BodyAck,
     BodyChunk,
+    BodyEnd,
     BodyManifest,
     ConnectionEstablished,
     ConnectionId,
@@ -82,6 +85,7 @@ from transport.retry import (
     delays,
     error_code,
 )
+from transport.streams import StreamReader, StreamWriter, Window
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -95,12 +99,15 @@ __all__ = [
     "METRIC_NAMESPACE",
     "PROTOCOL_VERSION",
     "RETRY_CODES",
+    "STREAM_WINDOW_BYTES",
     "SUPPORTED_FEATURES",
     "APIGatewayTransport",
     "AsyncMemoryTransport",
     "AsyncTransport",
+    "BodyAck",
     "BodyAssembler",
     "BodyChunk",
+    "BodyEnd",
     "BodyManifest",
     "ConnectionEstablished",
     "ConnectionGone",
@@ -128,6 +135,8 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "SendFailed",
+    "StreamReader",
+    "StreamWriter",
     "Transport",
     "TransportError",
     "TunnelId",
@@ -137,6 +146,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "WebSocketConnection",
+    "Window",
     "assemble",
     "async_broadcast",
     "broadcast",

@@ -16,7 +16,9 @@ from typing import Any, Final, TypeVar
 
 from transport.errors import LocalProtocolError, RemoteProtocolError
 from transport.messages import (
+    BodyAck,
     BodyChunk,
+    BodyEnd,
     BodyManifest,
     ConnectionEstablished,
     ConnectionId,
@@ -47,7 +49,7 @@ DEFAULT_MAX_FRAME_BYTES: Final = 128 * 1024
 
 _JSON = dict[str, Any]
 _T = TypeVar("_T")
-_FIRST_WORD = re.compile(r"[a-z_.]+")
+_FIRST_WORD = re.compile(r"[a-z0-9_.]+")
 _U64_MAX: Final = 2**64 - 1
 
 
@@ -150,6 +152,8 @@ def message_to_json(message: TunnelMessage) -> dict[str, Any]:
                 "timestamp": message.timestamp,
             }
             _encode_manifest(request, message.body_manifest)
+            if message.body_stream:
+                request["body_stream"] = True
             return request
         case HttpResponse():
             response: _JSON = {
@@ -161,6 +165,8 @@ def message_to_json(message: TunnelMessage) -> dict[str, Any]:
                 "processing_time_ms": message.processing_time_ms,
             }
             _encode_manifest(response, message.body_manifest)
+            if message.body_stream:
+                response["body_stream"] = True
             return response
         case BodyChunk():
             return {
@@ -169,6 +175,16 @@ def message_to_json(message: TunnelMessage) -> dict[str, Any]:
                 "index": message.index,
                 "data": encode_body(message.data),
             }
+        case BodyEnd():
+            return {
+                "type": "body_end",
+                "request_id": message.request_id,
+                "count": message.count,
+                "length": message.length,
+                "sha256": message.sha256,
+            }
+        case BodyAck():
+            return {"type": "body_ack", "request_id": message.request_id, "length": message.length}
         case Ping():
             return {"type": "ping"}
         case Pong():
@@ -247,6 +263,15 @@ class _Fields:
         if self._get(key, optional=True) is None:
             return None
         return self.integer(key)
+
+    def flag(self, key: str) -> bool:
+        """A boolean that is false when absent (a version-2 field a version-1 peer never sends)."""
+        value = self._get(key, optional=True)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise RemoteProtocolError(f"must be a boolean, got {_json_type(value)}", field=self.name(key))
+        return value
 
     def optional_strings(self, key: str) -> tuple[str, ...] | None:
         value = self._get(key, optional=True)
@@ -359,6 +384,7 @@ def _decode_request(f: _Fields) -> HttpRequest:
         body=f.body("body", default_empty=True),
         timestamp=f.integer("timestamp"),
         body_manifest=f.manifest("body_manifest"),
+        body_stream=f.flag("body_stream"),
     )
 
 
@@ -373,6 +399,7 @@ def _decode_response(f: _Fields) -> HttpResponse:
         # The `ttf` agent's HttpResponse declares #[serde(default)] on processing_time_ms (and body).
         processing_time_ms=f.integer("processing_time_ms", default=0),
         body_manifest=f.manifest("body_manifest"),
+        body_stream=f.flag("body_stream"),
     )
 
 
@@ -384,6 +411,21 @@ def _decode_chunk(f: _Fields) -> BodyChunk:
         index=f.integer("index"),
         data=f.body("data", default_empty=False),
     )
+
+
+def _decode_end(f: _Fields) -> BodyEnd:
+    return _build(
+        BodyEnd,
+        "type",
+        request_id=RequestId(f.string("request_id")),
+        count=f.integer("count"),
+        length=f.integer("length"),
+        sha256=f.string("sha256"),
+    )
+
+
+def _decode_ack(f: _Fields) -> BodyAck:
+    return _build(BodyAck, "type", request_id=RequestId(f.string("request_id")), length=f.integer("length"))
 
 
 def _decode_error(f: _Fields) -> ErrorMessage:
@@ -403,6 +445,8 @@ _DECODERS: Final[dict[str, Callable[[_Fields], TunnelMessage]]] = {
     "http_request": _decode_request,
     "http_response": _decode_response,
     "body_chunk": _decode_chunk,
+    "body_end": _decode_end,
+    "body_ack": _decode_ack,
     "ping": lambda _: Ping(),
     "pong": lambda _: Pong(),
     "error": _decode_error,

@@ -1,7 +1,9 @@
 """The tunnel's messages: frozen values, validated when they are built; no I/O.
 
 Version 1 is the message set of the Rust `ttf` agent (tyrchen/http-tunnel); version 2 adds the negotiation
-fields of `Ready` and `ConnectionEstablished`, body manifests and `BodyChunk` (see transport/protocol.py).
+fields of `Ready` and `ConnectionEstablished`, body manifests and `BodyChunk` (see transport/protocol.py),
+and, with the `body_stream` feature, bodies streamed as they are produced: a head marked `body_stream`,
+`BodyChunk`s, a closing `BodyEnd`, and `BodyAck`s that let the sender go on (transport/streams.py).
 Invalid values raise `ValueError` at construction, as h11's events do.
 """
 
@@ -15,8 +17,11 @@ from typing import Final, Literal, NewType, get_args
 __all__ = [
     "ERROR_CODES",
     "PROTOCOL_VERSION",
+    "STREAM_WINDOW_BYTES",
     "SUPPORTED_FEATURES",
+    "BodyAck",
     "BodyChunk",
+    "BodyEnd",
     "BodyManifest",
     "ConnectionEstablished",
     "ConnectionId",
@@ -46,8 +51,11 @@ ErrorCode = Literal["invalid_request", "timeout", "local_service_unavailable", "
 ERROR_CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
 
 #: Features a version-2 peer may offer in `ready.features`; unknown names from newer peers are ignored.
-Feature = Literal["body_chunks", "pong"]
-SUPPORTED_FEATURES: Final[tuple[Feature, ...]] = ("body_chunks", "pong")
+Feature = Literal["body_chunks", "pong", "body_stream"]
+SUPPORTED_FEATURES: Final[tuple[Feature, ...]] = ("body_chunks", "pong", "body_stream")
+#: With `body_stream`, how many body bytes a sender may have sent that the receiver has not acknowledged
+#: (`BodyAck`): what one streamed body can hold in memory on its way, whatever its size.
+STREAM_WINDOW_BYTES: Final = 1024 * 1024
 
 #: The highest protocol version this implementation speaks.
 PROTOCOL_VERSION: Final = 2
@@ -211,11 +219,15 @@ class BodyManifest:
             raise ValueError(f"body_manifest.sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
 
 
-def _check_body(body: bytes, manifest: BodyManifest | None) -> None:
+def _check_body(body: bytes, manifest: BodyManifest | None, stream: bool) -> None:
     if not isinstance(body, bytes):
         raise ValueError(f"body must be bytes, got {type(body).__name__}")
     if manifest is not None and body:
         raise ValueError("body must be empty when a body_manifest announces chunks")
+    if not isinstance(stream, bool):
+        raise ValueError(f"body_stream must be a boolean, got {stream!r}")
+    if stream and (body or manifest is not None):
+        raise ValueError("body_stream must not come with a body or a body_manifest: the body follows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,7 @@ class HttpRequest:
         body: The raw body bytes.
         timestamp: When the gateway received it, Unix epoch in milliseconds.
         body_manifest: Set only on the wire, when the body follows in chunks.
+        body_stream: The body follows as `BodyChunk`s closed by a `BodyEnd` (the `body_stream` feature).
     """
 
     request_id: RequestId
@@ -239,6 +252,7 @@ class HttpRequest:
     body: bytes = b""
     timestamp: int = 0
     body_manifest: BodyManifest | None = None
+    body_stream: bool = False
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
@@ -248,7 +262,7 @@ class HttpRequest:
         if _BAD_VALUE.search(self.uri) or " " in self.uri:
             raise ValueError(f"uri must not contain spaces, CR, LF or NUL, got {self.uri!r}")
         object.__setattr__(self, "headers", _normalize_headers(self.headers))
-        _check_body(self.body, self.body_manifest)
+        _check_body(self.body, self.body_manifest, self.body_stream)
         _check_non_negative_int(self.timestamp, "timestamp")
 
 
@@ -263,6 +277,7 @@ class HttpResponse:
         body: The raw body bytes.
         processing_time_ms: How long the agent took, in milliseconds.
         body_manifest: Set only on the wire, when the body follows in chunks.
+        body_stream: The body follows as `BodyChunk`s closed by a `BodyEnd` (the `body_stream` feature).
     """
 
     request_id: RequestId
@@ -271,6 +286,7 @@ class HttpResponse:
     body: bytes = b""
     processing_time_ms: int = 0
     body_manifest: BodyManifest | None = None
+    body_stream: bool = False
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
@@ -278,7 +294,7 @@ class HttpResponse:
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
             raise ValueError(f"status_code must be an integer from 100 to 599, got {code!r}")
         object.__setattr__(self, "headers", _normalize_headers(self.headers))
-        _check_body(self.body, self.body_manifest)
+        _check_body(self.body, self.body_manifest, self.body_stream)
         _check_non_negative_int(self.processing_time_ms, "processing_time_ms")
 
 
@@ -301,6 +317,53 @@ class BodyChunk:
         _check_non_negative_int(self.index, "index")
         if not isinstance(self.data, bytes) or not self.data:
             raise ValueError("data must be non-empty bytes: every chunk carries at least one byte")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyEnd:
+    """Closes a streamed body (version 2, `body_stream`): how many chunks it had, its length and digest.
+
+    Attributes:
+        request_id: The request whose request or response body this closes.
+        count: How many `BodyChunk`s came, numbered 0 to count - 1 (0 for an empty body).
+        length: The body's total length in bytes.
+        sha256: The SHA-256 digest of the whole body, lower-case hex.
+    """
+
+    request_id: RequestId
+    count: int
+    length: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_non_negative_int(self.count, "count")
+        _check_non_negative_int(self.length, "length")
+        if self.count > self.length:
+            raise ValueError("count cannot exceed length: every chunk carries a byte")
+        if not isinstance(self.sha256, str) or not _SHA256_HEX.fullmatch(self.sha256):
+            raise ValueError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyAck:
+    """The receiver of a streamed body has passed on `length` more bytes of it (version 2, `body_stream`):
+    its sender may send that many more beyond `STREAM_WINDOW_BYTES` (flow control, like HTTP/2's
+    WINDOW_UPDATE).
+
+    Attributes:
+        request_id: The request whose body is acknowledged.
+        length: Bytes consumed since the last acknowledgement, at least 1.
+    """
+
+    request_id: RequestId
+    length: int
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_non_negative_int(self.length, "length")
+        if self.length == 0:
+            raise ValueError("length must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,5 +393,14 @@ class ErrorMessage:
 
 
 TunnelMessage = (
-    Ready | ConnectionEstablished | HttpRequest | HttpResponse | BodyChunk | Ping | Pong | ErrorMessage
+    Ready
+    | ConnectionEstablished
+    | HttpRequest
+    | HttpResponse
+    | BodyChunk
+    | BodyEnd
+    | BodyAck
+    | Ping
+    | Pong
+    | ErrorMessage
 )

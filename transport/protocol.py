@@ -2,7 +2,9 @@
 
 Like websockets' `Protocol` and h11's `Connection`, it has no sockets, no boto3, no asyncio and no timers.
 It negotiates the version (`ready` offers, `connection_established` confirms), splits big bodies into
-chunks when version 2 allows it, reassembles received chunks, and answers `ping` with `pong`.
+chunks when version 2 allows it, reassembles received chunks, answers `ping` with `pong`, and, with the
+`body_stream` feature, streams bodies: it numbers and checks their chunks and keeps each one's
+flow-control window, while the adapter decides when to send (transport/streams.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from transport.codec import DEFAULT_MAX_FRAME_BYTES, decode_frame, encode_frame
 from transport.errors import LocalProtocolError, RemoteProtocolError
 from transport.messages import (
     PROTOCOL_VERSION,
+    STREAM_WINDOW_BYTES,
     SUPPORTED_FEATURES,
+    BodyAck,
     BodyChunk,
+    BodyEnd,
     ConnectionEstablished,
     ErrorMessage,
     HttpRequest,
@@ -33,6 +38,7 @@ from transport.messages import (
     RequestId,
     TunnelMessage,
 )
+from transport.streams import StreamReader, StreamWriter, Window
 
 __all__ = ["DEFAULT_MAX_PENDING_BODIES", "ProtocolState", "Role", "TunnelProtocol"]
 
@@ -43,8 +49,8 @@ Role = Literal["agent", "gateway"]
 DEFAULT_MAX_PENDING_BODIES: Final = 64
 
 _SENT_BY: Final[dict[Role, tuple[type, ...]]] = {
-    "agent": (Ready, HttpResponse, BodyChunk, Ping, Pong, ErrorMessage),
-    "gateway": (ConnectionEstablished, HttpRequest, BodyChunk, Ping, Pong, ErrorMessage),
+    "agent": (Ready, HttpResponse, BodyChunk, BodyEnd, BodyAck, Ping, Pong, ErrorMessage),
+    "gateway": (ConnectionEstablished, HttpRequest, BodyChunk, BodyEnd, BodyAck, Ping, Pong, ErrorMessage),
 }
 _PEER: Final[dict[Role, Role]] = {"agent": "gateway", "gateway": "agent"}
 
@@ -71,7 +77,8 @@ class TunnelProtocol:
         max_message_bytes: The limit for one frame we send (under API Gateway's 128 KB by default).
         max_receive_bytes: The limit for one frame we accept (API Gateway's 128 KB by default).
         max_body_bytes: The largest chunked body accepted from the peer.
-        max_pending_bodies: How many chunked bodies may be in flight at once.
+        max_pending_bodies: How many chunked or streamed bodies from the peer may be in flight at once.
+        window_bytes: How many bytes of a body we stream may be unacknowledged.
     """
 
     def __init__(
@@ -84,6 +91,7 @@ class TunnelProtocol:
         max_receive_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_pending_bodies: int = DEFAULT_MAX_PENDING_BODIES,
+        window_bytes: int = STREAM_WINDOW_BYTES,
     ) -> None:
         if role not in _SENT_BY:
             raise ValueError(f"role must be 'agent' or 'gateway', got {role!r}")
@@ -107,6 +115,9 @@ class TunnelProtocol:
         self._events: list[TunnelMessage] = []
         self._outgoing: list[str] = []
         self._assemblers: dict[RequestId, BodyAssembler] = {}
+        self._readers: dict[RequestId, StreamReader] = {}
+        self._writers: dict[RequestId, tuple[StreamWriter, Window]] = {}
+        self._window_bytes = window_bytes
 
     # State ---------------------------------------------------------------------------------------------
 
@@ -131,9 +142,14 @@ class TunnelProtocol:
         return self._version >= 2 and "body_chunks" in self._features
 
     @property
+    def streaming(self) -> bool:
+        """Whether bodies may be streamed in both directions (the `body_stream` feature)."""
+        return self._version >= 2 and "body_stream" in self._features
+
+    @property
     def pending_bodies(self) -> int:
-        """How many chunked bodies from the peer are partly received."""
-        return len(self._assemblers)
+        """How many chunked or streamed bodies from the peer are partly received."""
+        return len(self._assemblers) + len(self._readers)
 
     # Receiving -----------------------------------------------------------------------------------------
 
@@ -161,15 +177,36 @@ class TunnelProtocol:
                 self._receive_established(message)
             case HttpRequest() | HttpResponse() if message.body_manifest is not None:
                 self._start_body(message)
+            case HttpRequest() | HttpResponse() if message.body_stream:
+                self._start_stream(message)
+            case BodyChunk() if message.request_id in self._readers:
+                self._readers[message.request_id].feed(message)
+                self._events.append(message)
             case BodyChunk():
                 self._receive_chunk(message)
+            case BodyEnd():
+                reader = self._readers.pop(message.request_id, None)
+                if reader is None:
+                    raise RemoteProtocolError(
+                        "body_end for a request with no body streaming", field="request_id"
+                    )
+                reader.end(message)
+                self._events.append(message)
+            case BodyAck():
+                sending = self._writers.get(message.request_id)
+                if sending is not None:  # an ack after the end of the body is late, not wrong
+                    sending[1].acknowledge(message)
+                self._events.append(message)
             case Ping():
                 if self._version >= 2 and "pong" in self._features:
                     self._queue(Pong())
                 self._events.append(message)
             case ErrorMessage(request_id=request_id) if request_id is not None:
-                # The peer gave up on this request: a body still arriving for it never will.
+                # The peer gave up on this request: a body still arriving for it never will, and one we
+                # are sending is not wanted any more.
                 self._assemblers.pop(request_id, None)
+                self._readers.pop(request_id, None)
+                self._writers.pop(request_id, None)
                 self._events.append(message)
             case _:
                 self._events.append(message)
@@ -209,6 +246,19 @@ class TunnelProtocol:
             )
         self._assemblers[head.request_id] = BodyAssembler(head, max_body_bytes=self.max_body_bytes)
 
+    def _start_stream(self, head: HttpRequest | HttpResponse) -> None:
+        if not self.streaming:
+            raise RemoteProtocolError("streamed bodies need the body_stream feature", field="body_stream")
+        if head.request_id in self._readers or head.request_id in self._assemblers:
+            self._readers.pop(head.request_id, None)
+            raise RemoteProtocolError("a body for this request is already in flight", field="request_id")
+        if self.pending_bodies >= self.max_pending_bodies:
+            raise RemoteProtocolError(
+                f"more than {self.max_pending_bodies} bodies in flight", status_hint=503
+            )
+        self._readers[head.request_id] = StreamReader(head.request_id)
+        self._events.append(head)
+
     def _receive_chunk(self, chunk: BodyChunk) -> None:
         assembler = self._assemblers.get(chunk.request_id)
         if assembler is None:
@@ -231,7 +281,8 @@ class TunnelProtocol:
         Returns:
             Whether a body was in flight for it.
         """
-        return self._assemblers.pop(request_id, None) is not None
+        found = self._assemblers.pop(request_id, None) is not None
+        return self._readers.pop(request_id, None) is not None or found
 
     def events_received(self) -> list[TunnelMessage]:
         """Drain the complete messages received so far, oldest first.
@@ -259,19 +310,69 @@ class TunnelProtocol:
         """
         if not isinstance(message, _SENT_BY[self.role]):
             raise LocalProtocolError(f"an {self.role} does not send {type(message).__name__}", field="type")
-        if isinstance(message, BodyChunk):
+        if isinstance(message, BodyChunk | BodyEnd):
             raise LocalProtocolError(
-                "body chunks are made by the protocol, send the whole message", field="type"
+                "body chunks are made by the protocol: send the whole message, or stream with send_body",
+                field="type",
             )
         match message:
             case Ready():
                 self._send_ready(message)
             case ConnectionEstablished():
                 message = self._send_established(message)
+            case HttpRequest() | HttpResponse() if message.body_stream:
+                self._open_stream(message)
+                self._queue(message)
+                return
+            case ErrorMessage(request_id=request_id) if request_id is not None:
+                self._writers.pop(request_id, None)  # a body we were streaming for it stops here
             case _:
                 pass
         for part in split_message(message, max_message_bytes=self.max_message_bytes, chunking=self.chunking):
             self._queue(part)
+
+    def _open_stream(self, head: HttpRequest | HttpResponse) -> None:
+        if not self.streaming:
+            raise LocalProtocolError("streamed bodies need the body_stream feature", field="body_stream")
+        if head.request_id in self._writers:
+            raise LocalProtocolError("a body for this request is already streaming", field="request_id")
+        writer = StreamWriter(head.request_id, max_message_bytes=self.max_message_bytes)
+        self._writers[head.request_id] = (writer, Window(self._window_bytes))
+
+    def send_body(self, request_id: RequestId, data: bytes) -> None:
+        """Queue the next bytes of a body we stream (its head went with `body_stream`), as chunks.
+
+        Check `window(request_id).open()` first: the peer acknowledges what it passed on, and a sender
+        that ignores the window makes it hold more than `STREAM_WINDOW_BYTES`.
+
+        Raises:
+            LocalProtocolError: No body is streaming for this request.
+        """
+        writer, window = self._sending(request_id)
+        for chunk in writer.chunks(data):
+            self._queue(chunk)
+        window.spend(len(data))
+
+    def end_body(self, request_id: RequestId) -> None:
+        """Queue the `BodyEnd` that closes a body we stream.
+
+        Raises:
+            LocalProtocolError: No body is streaming for this request.
+        """
+        writer, _ = self._sending(request_id)
+        del self._writers[request_id]
+        self._queue(writer.end())
+
+    def window(self, request_id: RequestId) -> Window | None:
+        """The flow-control window of a body we stream, None once it ended (or never began)."""
+        sending = self._writers.get(request_id)
+        return None if sending is None else sending[1]
+
+    def _sending(self, request_id: RequestId) -> tuple[StreamWriter, Window]:
+        sending = self._writers.get(request_id)
+        if sending is None:
+            raise LocalProtocolError("no body is streaming for this request", field="request_id")
+        return sending
 
     def _send_ready(self, ready: Ready) -> None:
         if self._state is not ProtocolState.AWAITING_READY:

@@ -39,6 +39,8 @@ def test_there_are_fixtures_for_every_message_type() -> None:
         "http_request",
         "http_response",
         "body_chunk",
+        "body_end",
+        "body_ack",
         "ping",
         "pong",
         "error",
@@ -201,6 +203,8 @@ _RESPONSE: dict[str, object] = {
     "processing_time_ms": 1,
 }
 _CHUNK: dict[str, object] = {"request_id": RID, "index": 0, "data": "AA=="}
+_END: dict[str, object] = {"request_id": RID, "count": 1, "length": 1, "sha256": "0" * 64}
+_ACK: dict[str, object] = {"request_id": RID, "length": 100}
 _ESTABLISHED: dict[str, object] = {"connection_id": "c", "tunnel_id": "t", "public_url": "u"}
 
 
@@ -252,6 +256,15 @@ def _frame(kind: str, base: dict[str, object], drop: str = "", **changes: object
         (_frame("body_chunk", _CHUNK, drop="data"), "data"),
         (_frame("body_chunk", _CHUNK, data=""), "data"),
         (_frame("body_chunk", _CHUNK, index="0"), "index"),
+        (_frame("http_response", _RESPONSE, body_stream="yes"), "body_stream"),
+        (_frame("http_response", _RESPONSE, body="AA==", body_stream=True), "body_stream"),
+        (_frame("http_request", _REQUEST, body_stream=1), "body_stream"),
+        (_frame("body_end", _END, drop="sha256"), "sha256"),
+        (_frame("body_end", _END, sha256="ABC"), "sha256"),
+        (_frame("body_end", _END, count=3, length=2), "count"),
+        (_frame("body_ack", _ACK, length=0), "length"),
+        (_frame("body_ack", _ACK, length=-5), "length"),
+        (_frame("body_ack", _ACK, drop="request_id"), "request_id"),
         ('{"type":"error","request_id":null,"code":"teapot","message":"x"}', "code"),
         ('{"type":"error","request_id":null,"code":"timeout"}', "message"),
     ],

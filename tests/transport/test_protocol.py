@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -13,7 +14,9 @@ from transport.chunking import MAX_MESSAGE_BYTES
 from transport.codec import encode_frame
 from transport.errors import LocalProtocolError, RemoteProtocolError
 from transport.messages import (
+    BodyAck,
     BodyChunk,
+    BodyEnd,
     BodyManifest,
     ConnectionEstablished,
     ConnectionId,
@@ -338,3 +341,113 @@ def test_bad_construction(kwargs: dict[str, object]) -> None:
     """An unknown role or version is refused when the protocol object is built."""
     with pytest.raises(ValueError, match="must be"):
         TunnelProtocol(**kwargs)  # type: ignore[arg-type]
+
+
+# Streamed bodies (the body_stream feature) ---------------------------------------------------------------
+
+STREAM_READY = Ready(protocol_version=2, features=("body_chunks", "pong", "body_stream"))
+
+
+def _streaming_pair(window: int = 1024 * 1024) -> TunnelPair:
+    pair = TunnelPair(agent=TunnelProtocol("agent", window_bytes=window))
+    pair.handshake(ready=STREAM_READY)
+    assert pair.agent.streaming
+    assert pair.gateway.streaming
+    return pair
+
+
+def _carry(pair: TunnelPair, role: str) -> list[TunnelMessage]:
+    sender, receiver = pair._end(role)
+    for frame in sender.frames_to_send():
+        pair.carried.append(frame)
+        receiver.receive_frame(frame)
+    return receiver.events_received()
+
+
+def test_streamed_response_arrives_as_head_chunks_and_end() -> None:
+    """A streamed response is passed on piece by piece: head, chunks in order, then a checked end."""
+    pair = _streaming_pair()
+    head = HttpResponse(RID, 200, (("content-type", "video/mp4"),), body_stream=True)
+    assert pair.send("agent", head) == [head]
+    body = random.Random(7).randbytes(300_000)
+    pair.agent.send_body(RID, body[:1000])
+    pair.agent.send_body(RID, body[1000:])
+    pair.agent.end_body(RID)
+    events = _carry(pair, "agent")
+    chunks = [e for e in events if isinstance(e, BodyChunk)]
+    assert b"".join(c.data for c in chunks) == body
+    assert isinstance(events[-1], BodyEnd)
+    assert events[-1].length == len(body)
+    assert all(len(frame) <= MAX_MESSAGE_BYTES for frame in pair.carried)
+    assert pair.gateway.pending_bodies == 0
+
+
+def test_streamed_upload_goes_the_other_way() -> None:
+    """The gateway streams a request body to the agent the same way."""
+    pair = _streaming_pair()
+    head = HttpRequest(RID, "PUT", "/upload", body_stream=True)
+    assert pair.send("gateway", head) == [head]
+    pair.gateway.send_body(RID, b"abc")
+    pair.gateway.end_body(RID)
+    events = _carry(pair, "gateway")
+    assert [type(e) for e in events] == [BodyChunk, BodyEnd]
+
+
+def test_window_is_spent_and_acknowledged() -> None:
+    """Sending spends the window; the receiver's BodyAck gives the room back, on the sender's side."""
+    pair = _streaming_pair(window=200_000)
+    pair.send("agent", HttpResponse(RID, 200, body_stream=True))
+    pair.agent.send_body(RID, b"x" * 250_000)
+    window = pair.agent.window(RID)
+    assert window is not None
+    assert not window.open()
+    _carry(pair, "agent")
+    events = pair.send("gateway", BodyAck(RID, 250_000))
+    assert events == [BodyAck(RID, 250_000)]
+    assert window.open()
+
+
+def test_streaming_needs_the_feature() -> None:
+    """Without body_stream agreed, a streamed head is refused on both sides."""
+    pair = TunnelPair()
+    pair.handshake()
+    with pytest.raises(LocalProtocolError):
+        pair.agent.send(HttpResponse(RID, 200, body_stream=True))
+    with pytest.raises(RemoteProtocolError) as error:
+        pair.gateway.receive_frame(encode_frame(HttpResponse(RID, 200, body_stream=True)))
+    assert error.value.field == "body_stream"
+
+
+def test_stream_chunks_are_checked() -> None:
+    """A chunk out of order or an end that does not match is refused, naming the field."""
+    pair = _streaming_pair()
+    pair.send("agent", HttpResponse(RID, 200, body_stream=True))
+    with pytest.raises(RemoteProtocolError) as error:
+        pair.gateway.receive_frame(encode_frame(BodyChunk(RID, 3, b"late")))
+    assert error.value.field == "index"
+    pair.gateway.receive_frame(encode_frame(BodyChunk(RID, 0, b"ok")))
+    with pytest.raises(RemoteProtocolError) as error:
+        pair.gateway.receive_frame(encode_frame(BodyEnd(RID, 1, 2, "0" * 64)))
+    assert error.value.field == "sha256"
+    with pytest.raises(RemoteProtocolError):  # the stream was dropped with its bad end
+        pair.gateway.receive_frame(encode_frame(BodyEnd(RID, 1, 2, "0" * 64)))
+
+
+def test_error_stops_a_stream_both_ways() -> None:
+    """An error for a request drops the body streaming for it, on the sending and the receiving side."""
+    pair = _streaming_pair()
+    pair.send("agent", HttpResponse(RID, 200, body_stream=True))
+    pair.send("agent", ErrorMessage("local_service_unavailable", "the app went away", RID))
+    assert pair.gateway.pending_bodies == 0
+    assert pair.agent.window(RID) is None
+    with pytest.raises(LocalProtocolError):
+        pair.agent.send_body(RID, b"more")
+
+
+def test_bodies_cannot_be_sent_as_loose_chunks() -> None:
+    """BodyChunk and BodyEnd are made by the protocol, never sent by hand."""
+    pair = _streaming_pair()
+    with pytest.raises(LocalProtocolError):
+        pair.agent.send(BodyEnd(RID, 0, 0, hashlib.sha256(b"").hexdigest()))
+    with pytest.raises(LocalProtocolError):
+        pair.agent.send_body(RID, b"no head was sent")
