@@ -355,7 +355,7 @@ def write_zip(files: Mapping[str, Path], output: Path) -> int:
     """Write `files` into a zip whose bytes depend only on their names and contents.
 
     Entries (and an entry for every directory) are sorted by name, dated 1980-01-01 00:00, made by Unix
-    with mode 0644 (files) or 0755 (directories), and deflated at level 9. The zip is written next to
+    with mode 0644 (files) or 0755 (directories), and deflated at level 6. The zip is written next to
     `output` and moved into place.
 
     Args:
@@ -387,7 +387,8 @@ def write_zip(files: Mapping[str, Path], output: Path) -> int:
             else:
                 info.external_attr = _FILE_MODE << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, files[name].read_bytes(), compresslevel=9)
+                # Level 6 (zlib's default): level 9 takes five times as long for 1% less.
+                archive.writestr(info, files[name].read_bytes(), compresslevel=6)
     partial.replace(output)
     return output.stat().st_size
 
