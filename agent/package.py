@@ -530,8 +530,13 @@ def build_package(
             progress(f"compiling bytecode with {interpreter}")
             tag, bytecode = _compile(files, interpreter, work / "bytecode")
             files.update(bytecode)
-        else:
-            progress(f"no Python {options.python} found: the zip holds sources only (slower cold starts)")
+        elif options.bytecode:
+            # Bytecode is specific to a Python version, and /var/task is read-only: without it in the zip,
+            # every cold start compiles the sources again (about 140 ms more, benchmarks/cold_import.py).
+            progress(
+                f"no Python {options.python} found (pass --interpreter): the zip holds sources only, which "
+                "every cold start compiles"
+            )
         progress(f"writing {options.output}")
         size = write_zip(files, options.output)
         unpacked_size = sum(path.stat().st_size for path in files.values())

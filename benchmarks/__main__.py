@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import cold_import
 from benchmarks.rewrite_speed import cases, machine, measure, table, warm_up
 
 __all__ = ["main"]
@@ -35,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     for case in all_cases:
         print(f"  {case.name} ...", file=sys.stderr, flush=True)
         measurements.append(measure(case, args.repeat))
+    print("  Lambda handler cold import ...", file=sys.stderr, flush=True)
+    imports = cold_import.measure(args.repeat)
     report = (
         "# Rewriting speed\n\n"
         f"{machine()}\n\n"
         f"Best of {args.repeat} calls after a warm-up, ours and the reference in turn; ratio = ours ÷ "
         f"reference; MB = 10^6 bytes of decoded input.\n\n{table(measurements)}\n"
+        "\n# Lambda handler cold import\n\n"
+        f"Best of {args.repeat} fresh interpreters, the handler's modules laid out as `tunnel package` ships "
+        f"them (benchmarks/cold_import.py).\n\n{cold_import.cold_import_table(imports)}\n"
     )
     print(report)
     args.output.write_text(report, encoding="utf-8")
