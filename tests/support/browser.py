@@ -36,17 +36,24 @@ def launch_chromium() -> Iterator[Browser]:
 
 @dataclass
 class Traffic:
-    """Every request a page made, and every failure it saw, recorded from Playwright's page events."""
+    """Every request a page made, and every failure it saw, recorded from Playwright's page events.
+
+    `navigations` holds the URLs of the documents the page's main frame requested: a full load or reload
+    adds one, client-side routing (`history.pushState`) adds none.
+    """
 
     requests: list[str] = field(default_factory=list)
+    navigations: list[str] = field(default_factory=list)
     responses: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    _in_flight: set[Request] = field(default_factory=set, repr=False)
 
     def attach(self, page: Page) -> Traffic:
         """Start recording `page`'s traffic; returns self."""
         page.on("request", self._on_request)
         page.on("response", self._on_response)
+        page.on("requestfinished", self._on_finished)
         page.on("requestfailed", self._on_failed)
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
@@ -56,11 +63,18 @@ class Traffic:
         # data: and blob: URLs are made in the page and never go on the network, so they cannot leave it.
         if not request.url.startswith(("data:", "blob:")):
             self.requests.append(request.url)
+            self._in_flight.add(request)
+        if request.is_navigation_request() and request.frame.parent_frame is None:
+            self.navigations.append(request.url)
 
     def _on_response(self, response: Response) -> None:
         self.responses[response.url] = response.status
 
+    def _on_finished(self, request: Request) -> None:
+        self._in_flight.discard(request)
+
     def _on_failed(self, request: Request) -> None:
+        self._in_flight.discard(request)
         self.failed.append(f"{request.url}: {request.failure}")
 
     def _on_console(self, message: ConsoleMessage) -> None:
@@ -88,3 +102,24 @@ class Traffic:
             # Playwright dispatches page events while it waits, not while this thread sleeps.
             page.wait_for_timeout(50)
         return self.responses[url]
+
+    def wait_until_idle(self, page: Page, quiet: float = 0.2, timeout: float = 10.0) -> None:
+        """Wait until no request has been in flight for `quiet` seconds.
+
+        Call it before a reload or a new navigation, which would abort what is still loading: Chromium
+        fetches the favicon again after each same-document navigation (pushState, Back, Forward).
+
+        Raises:
+            AssertionError: Requests were still in flight after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self._in_flight:
+                idle_since = now
+            elif now - idle_since >= quiet:
+                return
+            if now > deadline:
+                raise AssertionError(f"still loading: {sorted(request.url for request in self._in_flight)}")
+            page.wait_for_timeout(25)
