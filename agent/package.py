@@ -95,7 +95,7 @@ _DIRECT_UPLOAD_LIMIT: Final = 50 * 1024 * 1024
 _UNZIPPED_LIMIT: Final = 250 * 1024 * 1024
 _NAME: Final = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 # Compiles the sources named on stdin with the interpreter of the target version (PEP 552 hash-based pycs:
-# no timestamps, no source check at import, since a deployed zip never changes); prints the cache tag.
+# no timestamps, no source check at import, since a deployed zip never changes).
 _COMPILE_SCRIPT: Final = """
 import json, py_compile, sys
 for source, cfile, dfile in json.load(sys.stdin):
@@ -104,7 +104,6 @@ for source, cfile, dfile in json.load(sys.stdin):
                            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     except py_compile.PyCompileError:
         pass  # a file the runtime cannot compile either: it keeps compiling (and failing) from source
-print(sys.implementation.cache_tag)
 """
 
 
