@@ -651,6 +651,16 @@ class Emulator:
         self._saved_env: dict[str, str | None] = {}
         self._urls: EmulatorUrls | None = None
         self._stopping = False
+        self._stats = {"posts": 0, "refused_posts": 0}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """What `@connections` did since the emulator started, as a copy.
+
+        ``posts`` counts the posts delivered to a connection, ``refused_posts`` those refused with
+        GoneException inside a connection's dispatch race window (`EmulatorConfig.dispatch_race_ms`).
+        """
+        return dict(self._stats)
 
     @property
     def urls(self) -> EmulatorUrls:
@@ -697,6 +707,7 @@ class Emulator:
         """
         config = self.config
         self._stopping = False
+        self._stats = dict.fromkeys(self._stats, 0)
         try:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=config.concurrency, thread_name_prefix="lambda"
@@ -1092,6 +1103,7 @@ class Emulator:
             await _respond(send, 204, [], b"")
             return
         if time.monotonic() < record.ready_at:
+            self._stats["refused_posts"] += 1
             await _error(send, 410, "GoneException", None)
             return
         if body is None:
@@ -1107,6 +1119,7 @@ class Emulator:
             await _error(send, 410, "GoneException", None)
             return
         record.last_active_ms = int(time.time() * 1000)
+        self._stats["posts"] += 1
         await _respond(send, 200, [("content-type", "application/json")], b"")
 
 

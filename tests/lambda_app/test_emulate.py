@@ -7,9 +7,11 @@ A stand-in handler records every event and answers by route; each test starts an
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +19,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from lambda_app.emulate import Emulator, EmulatorConfig, EmulatorThread, InvocationContext
 from lambda_app.events import HttpEvent, ScheduledEvent, WebSocketEvent, parse_event
@@ -357,7 +363,7 @@ def test_post_to_connection_through_boto3(start: StartEmulator, stand_in: StandI
 
 
 def test_dispatch_race_refuses_early_posts(start: StartEmulator, stand_in: StandIn) -> None:
-    """With --dispatch-race-ms 300, a post right after $connect is Gone and one after the window arrives."""
+    """With --dispatch-race-ms 300, a post right after $connect is Gone and counted; a later one arrives."""
     emulator = start(dispatch_race_ms=300, rng=lambda: 1.0)
     management = _management(emulator)
     try:
@@ -365,21 +371,152 @@ def test_dispatch_race_refuses_early_posts(start: StartEmulator, stand_in: Stand
             connection_id = stand_in.wait_for("$connect")[0]["requestContext"]["connectionId"]
             with pytest.raises(management.exceptions.GoneException):
                 management.post_to_connection(ConnectionId=connection_id, Data=b"early")
+            assert emulator.stats == {"posts": 0, "refused_posts": 1}
             time.sleep(0.35)
             management.post_to_connection(ConnectionId=connection_id, Data=b"late")
             assert ws.recv(timeout=5) == "late"
+            assert emulator.stats == {"posts": 1, "refused_posts": 1}
+            with pytest.raises(management.exceptions.GoneException):  # not the race: counted apart
+                management.post_to_connection(ConnectionId="Xy7pLcOFvHcCIhw=", Data=b"{}")
+            assert emulator.stats == {"posts": 1, "refused_posts": 1}
     finally:
         management.close()
 
 
+def test_management_api_forbids_other_paths_and_methods(start: StartEmulator) -> None:
+    """A request outside POST/GET/DELETE /{stage}/@connections/{id} gets AWS's 403 ForbiddenException."""
+    emulator = start()
+    origin = emulator.urls.management_url.rsplit("/", 1)[0]
+    requests = [
+        ("POST", "/dev/@connections/abc"),  # another stage
+        ("POST", "/prod/@connections"),  # no connection id
+        ("POST", "/prod/@connections/"),
+        ("POST", "/prod/connections/abc"),
+        ("POST", "/prod/@connections/abc/more"),
+        ("PUT", "/prod/@connections/abc"),
+        ("PATCH", "/prod/@connections/abc"),
+    ]
+    with httpx.Client(timeout=5) as client:
+        replies = [client.request(method, origin + path, content=b"{}") for method, path in requests]
+    assert [reply.status_code for reply in replies] == [403] * len(requests)
+    for reply in replies:
+        assert reply.headers["x-amzn-errortype"] == "ForbiddenException"
+        assert reply.json() == {"message": "Forbidden"}
+
+
+def test_boto3_sees_forbidden_for_another_stage(start: StartEmulator) -> None:
+    """boto3 pointed at a stage the API does not have raises ForbiddenException, as against AWS."""
+    emulator = start()
+    management = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=emulator.urls.management_url.rsplit("/", 1)[0] + "/dev",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    try:
+        with pytest.raises(management.exceptions.ForbiddenException):
+            management.post_to_connection(ConnectionId="Xy7pLcOFvHcCIhw=", Data=b"{}")
+    finally:
+        management.close()
+
+
+def test_get_and_delete_of_an_unknown_connection_are_gone(start: StartEmulator) -> None:
+    """GET and DELETE on a connection id nobody holds raise GoneException (410), like a POST."""
+    emulator = start()
+    management = _management(emulator)
+    try:
+        with pytest.raises(management.exceptions.GoneException) as info:
+            management.get_connection(ConnectionId="Xy7pLcOFvHcCIhw=")
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+        with pytest.raises(management.exceptions.GoneException):
+            management.delete_connection(ConnectionId="Xy7pLcOFvHcCIhw=")
+    finally:
+        management.close()
+
+
+def _read_frames(sock: socket.socket, protocol: ClientProtocol, count: int = 0) -> list[Frame]:
+    """Feed the socket to the sans-I/O protocol until the handshake (count=0) or a whole message arrived."""
+    frames: list[Frame] = []
+    while True:
+        data = sock.recv(65536)
+        assert data, "the emulator closed the connection"
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if count == 0:
+                return frames  # the handshake's response
+            assert isinstance(event, Frame)
+            frames.append(event)
+            if event.fin and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                return frames
+
+
+def test_posts_reach_the_client_in_frames_of_at_most_32_kb(start: StartEmulator, stand_in: StandIn) -> None:
+    """A 100 KB post leaves the emulator as one message in several frames, none over API Gateway's 32 KB."""
+    emulator = start()
+    url = emulator.urls.websocket_url
+    protocol = ClientProtocol(parse_uri(url), max_size=None)
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    assert host is not None
+    assert port is not None
+    message = "".join(chr(0x41 + i % 26) for i in range(100_000))
+    management = _management(emulator)
+    with socket.create_connection((host, port), timeout=5) as sock:
+        try:
+            protocol.send_request(protocol.connect())
+            sock.sendall(b"".join(protocol.data_to_send()))
+            _read_frames(sock, protocol)
+            connection_id = stand_in.wait_for("$connect")[0]["requestContext"]["connectionId"]
+            management.post_to_connection(ConnectionId=connection_id, Data=message.encode())
+            frames = _read_frames(sock, protocol, count=1)
+        finally:
+            management.close()
+            protocol.send_close()
+            sock.sendall(b"".join(protocol.data_to_send()))
+    sizes = [len(frame.data) for frame in frames]
+    assert len(frames) >= 4
+    assert max(sizes) == 32 * 1024
+    assert [frame.opcode for frame in frames] == [Opcode.TEXT] + [Opcode.CONT] * (len(frames) - 1)
+    assert [frame.fin for frame in frames] == [False] * (len(frames) - 1) + [True]
+    assert b"".join(frame.data for frame in frames).decode() == message
+
+
+def _keep_active(ws: ClientConnection, until: float) -> None:
+    """Send a message every 0.1 s until the deadline (or until the connection closes, which raises)."""
+    while time.monotonic() < until:
+        ws.send('{"type":"ping"}')
+        with contextlib.suppress(TimeoutError):
+            ws.recv(timeout=0.1)
+
+
+def test_connection_is_closed_at_the_maximum_duration(start: StartEmulator, stand_in: StandIn) -> None:
+    """A connection kept active is still closed with 1001 once max_connection_duration (2 h on AWS) is up."""
+    emulator = start(max_connection_duration=0.8, idle_timeout=0.3)
+    with _connect(emulator) as ws:
+        opened = time.monotonic()
+        with pytest.raises(ConnectionClosed) as info:
+            _keep_active(ws, until=opened + 5)
+        lasted = time.monotonic() - opened
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
+    assert 0.7 <= lasted < 5
+    (disconnect,) = stand_in.wait_for("$disconnect")
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1001
+
+
 def test_real_handler_forwards_a_public_request() -> None:
-    """With the real handler and its own moto server, ready is answered and a public request is relayed."""
+    """With the real handler and its own moto server, ready is answered through a 300 ms dispatch race
+    (the refused post retried) and a public request is relayed."""
     pytest.importorskip("lambda_app.handler")
-    config = EmulatorConfig(cleanup_interval=0, env={"TUNNEL_LOG_LEVEL": "WARNING"})
-    with EmulatorThread(Emulator(config)) as emulator, _connect(emulator) as agent:
+    config = EmulatorConfig(cleanup_interval=0, env={"TUNNEL_LOG_LEVEL": "WARNING"}, dispatch_race_ms=300)
+    with EmulatorThread(Emulator(config, rng=lambda: 1.0)) as emulator, _connect(emulator) as agent:
+        opened = time.monotonic()
         agent.send(json.dumps({"type": "ready"}))
         established = json.loads(agent.recv(timeout=10))
         assert established["type"] == "connection_established"
+        assert time.monotonic() - opened >= 0.25  # delivered only once the window had passed
+        assert emulator.stats["refused_posts"] >= 1
         tunnel_id = established["tunnel_id"]
         replies: list[httpx.Response] = []
 
