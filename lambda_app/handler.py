@@ -367,7 +367,7 @@ def _http(runtime: Runtime, event: HttpEvent, context: LambdaContext) -> dict[st
             "the function's timeout is shorter than TUNNEL_RESPONSE_TIMEOUT: waiting less, to answer 504",
             extra={"remaining_ms": remaining_ms},
         )
-    headers = event.headers
+    headers = _one_cookie_header(event.headers)
     if event.header("host") is None:  # routing reads Host; the API's domain is what the client used
         headers = (("host", event.host), *headers)
     request = PublicRequest(
@@ -398,6 +398,16 @@ def _http(runtime: Runtime, event: HttpEvent, context: LambdaContext) -> dict[st
         return _page(502, "Response too large", text, answer.request_id, event)
     _log.info("public request", extra={**details, "method": event.method, "path": event.path})
     return response
+
+
+def _one_cookie_header(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Payload 2.0 hands over each cookie as its own `cookie` pair; the local app is spoken to in HTTP/1.1,
+    where they must travel as one header joined with "; " (RFC 9113 8.2.3, RFC 6265 5.4): servers such as
+    Starlette read only the first `Cookie` header."""
+    cookies = [value for name, value in headers if name == "cookie"]
+    if len(cookies) < 2:
+        return headers
+    return (*(pair for pair in headers if pair[0] != "cookie"), ("cookie", "; ".join(cookies)))
 
 
 def _scheduled(runtime: Runtime, event: ScheduledEvent) -> dict[str, Any]:
