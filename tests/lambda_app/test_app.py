@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, new_tunnel_id
+from lambda_app.records import PendingRequest
 from lambda_app.store_memory import MemoryStore
 from transport.chunking import assemble
 from transport.codec import decode_frame, encode_frame
@@ -31,6 +32,7 @@ from transport.messages import (
     Ping,
     Pong,
     Ready,
+    RequestId,
     TunnelMessage,
 )
 
@@ -133,8 +135,14 @@ class Rig:
         return self.gateway.forward(PublicRequest("GET", target, headers, client_ip="203.0.113.9", **kwargs))  # type: ignore[arg-type]
 
 
-def make_rig(clock: Clock, **config: object) -> Rig:
-    store = MemoryStore(clock=clock)
+def make_rig(
+    clock: Clock,
+    *,
+    store: MemoryStore | None = None,
+    sleep: Callable[[float], None] | None = None,
+    **config: object,
+) -> Rig:
+    store = store if store is not None else MemoryStore(clock=clock)
     agent = Agent(answer=html_answer)
     transport = MemoryTransport(handler=agent.on_frame)
     settings = GatewayConfig(
@@ -143,7 +151,7 @@ def make_rig(clock: Clock, **config: object) -> Rig:
         resume_secret=b"k" * 32,
         **config,  # type: ignore[arg-type]
     )
-    gateway = Gateway(store, transport, settings, clock=clock, sleep=clock.sleep)
+    gateway = Gateway(store, transport, settings, clock=clock, sleep=sleep or clock.sleep)
     agent.gateway = gateway
     return Rig(gateway, store, transport, agent, clock)
 
@@ -321,6 +329,47 @@ def test_no_answer_is_504_in_time(rig: Rig) -> None:
     assert response.status == 504
     assert 25.0 <= rig.clock.now - start < 25.5
     assert rig.store.poll(rig.agent.requests[-1].request_id) is None  # the pending record is gone
+
+
+class PollLog(MemoryStore):
+    """A MemoryStore that notes the clock at every poll for an answer."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.clock = clock
+        self.polled_at: list[float] = []
+
+    def poll(self, request_id: RequestId) -> PendingRequest | None:
+        self.polled_at.append(self.clock.now)
+        return super().poll(request_id)
+
+
+def test_polls_start_at_10_ms_and_back_off_to_250_ms(clock: Clock) -> None:
+    """The first look for an answer comes 10 ms after sending, and the gap doubles up to 250 ms."""
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.sleep(seconds)
+
+    store = PollLog(clock)
+    rig = make_rig(clock, store=store, sleep=sleep, response_timeout=2.0)
+    tid = rig.connect().tunnel_id
+    rig.agent.answer = lambda r: None
+    sent = clock.now
+    assert rig.get(f"/{tid}/never").status == 504
+    assert sleeps[:6] == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16, 0.25])
+    assert sleeps[5:-1] == pytest.approx([0.25] * len(sleeps[5:-1]))
+    assert 0 < sleeps[-1] <= 0.25
+    assert sum(sleeps) == pytest.approx(2.0)
+    offsets = [at - sent for at in store.polled_at]
+    assert offsets[:7] == pytest.approx([0.01, 0.03, 0.07, 0.15, 0.31, 0.56, 0.81])
+    # An agent that has answered by then is found by the first poll, 10 ms in.
+    sleeps.clear()
+    rig.agent.answer = html_answer
+    answered = rig.get(f"/{tid}/docs")
+    assert (answered.status, answered.polls) == (200, 1)
+    assert sleeps == pytest.approx([0.01])
 
 
 def test_agent_disconnecting_while_waiting_is_502(rig: Rig) -> None:

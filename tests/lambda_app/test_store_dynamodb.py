@@ -7,21 +7,29 @@ end; each test gets fresh tables from `create_tables`.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import socket
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.model import OperationModel
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
 from lambda_app.records import Connection, ResponseOutcome
 from lambda_app.store import Store, StoreError
-from lambda_app.store_dynamodb import CHUNK_BYTES, TUNNEL_INDEX, DynamoDBStore, create_tables
+from lambda_app.store_dynamodb import (
+    CHUNK_BYTES,
+    INLINE_BODY_LIMIT,
+    TUNNEL_INDEX,
+    DynamoDBStore,
+    create_tables,
+)
 from tests.lambda_app.store_contract import FakeClock, StoreContract, connection, pending, response
 from transport.messages import (
     BodyChunk,
@@ -130,6 +138,46 @@ def test_claim_keeps_the_tunnel_out_of_the_gsi(client: DynamoDBClient, tables: t
     assert [item["connectionId"]["S"] for item in listed] == [conn.connection_id]
     claim = client.get_item(TableName=tables[0], Key={"connectionId": {"S": "tunnel#t-gsi"}})["Item"]
     assert claim["owner"]["S"] == conn.connection_id
+
+
+def test_request_path_reads_are_strongly_consistent(client: DynamoDBClient, tables: tuple[str, str]) -> None:
+    """find_tunnel, get_connection and poll (head and chunk pages) ask DynamoDB for ConsistentRead=True."""
+    reads: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(params: dict[str, Any], model: OperationModel, **kwargs: Any) -> None:
+        if model.name in ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"):
+            reads.append((model.name, dict(params)))
+
+    store = _store(client, tables, FakeClock())
+    conn = connection("t-reads")
+    store.add_connection(conn)
+    request = pending(conn)
+    store.add_pending(request)
+    store.record_response(conn.connection_id, response(request, bytes(INLINE_BODY_LIMIT + 1)))
+    client.meta.events.register("provide-client-params.dynamodb", spy)
+    try:
+        assert store.find_tunnel(TunnelId("t-reads")) is not None
+        assert store.get_connection(conn.connection_id) is not None
+        polled = store.poll(request.request_id)
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb", spy)
+    assert polled is not None
+    assert polled.outcome is not None
+    connections, pending_table = tables
+    seen = {
+        (name, params["TableName"], json.dumps(params.get("Key"), sort_keys=True)) for name, params in reads
+    }
+    assert seen == {
+        ("GetItem", connections, json.dumps({"connectionId": {"S": "tunnel#t-reads"}})),
+        ("GetItem", connections, json.dumps({"connectionId": {"S": conn.connection_id}})),
+        (
+            "GetItem",
+            pending_table,
+            json.dumps({"part": {"S": "head"}, "requestId": {"S": request.request_id}}),
+        ),
+        ("Query", pending_table, "null"),
+    }
+    assert [params.get("ConsistentRead") for _, params in reads] == [True] * len(reads)
 
 
 def test_chunks_of_a_discarded_request_are_deleted(client: DynamoDBClient, tables: tuple[str, str]) -> None:
