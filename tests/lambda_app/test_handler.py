@@ -369,6 +369,24 @@ def test_full_exchange_with_payload_1_0(rig: Rig) -> None:
     assert (request.method, request.uri.partition("?")[0], request.body) == ("PUT", "/items", b"name=x&n=1")
 
 
+def test_head_result_keeps_the_length_of_the_get(rig: Rig) -> None:
+    """A HEAD is forwarded as HEAD and its Lambda result carries the app's Content-Length with no body."""
+    rig.agent.answer = lambda request: HttpResponse(
+        request.request_id,
+        200,
+        (("content-type", "application/octet-stream"), ("content-length", "1234")),
+        b"",
+        1,
+    )
+    tunnel_id = rig.connect()
+    event = get_event(f"/{tunnel_id}/bytes/1234")
+    event["requestContext"]["http"]["method"] = "HEAD"
+    response = handler(event, Context())
+    assert rig.agent.requests[0].method == "HEAD"
+    assert (response["statusCode"], response["body"]) == (200, "")
+    assert response["headers"]["content-length"] == "1234"
+
+
 def test_request_without_a_host_header_is_routed_by_the_api_domain(rig: Rig) -> None:
     """An event without a Host header is routed with requestContext.domainName as the host."""
     tunnel_id = rig.connect()
