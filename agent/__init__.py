@@ -45,7 +45,11 @@ _EXPORTS = {
         "select_files",
         "write_zip",
     ],
-    "forward": ["HOP_BY_HOP_HEADERS", "strip_hop_by_hop"],  # forward() itself: agent.forward.forward
+    "forward": [
+        "HOP_BY_HOP_HEADERS",
+        "stream_forward",
+        "strip_hop_by_hop",
+    ],  # forward(): agent.forward.forward
     "tunnel": [
         "Agent",
         "AgentConfig",
@@ -55,6 +59,7 @@ _EXPORTS = {
         "reconnect_delays",
         "run_agent",
     ],
+    "relay": ["BrokenOff", "Relay", "StreamStop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",
         "DEFAULT_TUNNEL_CONCURRENCY",

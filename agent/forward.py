@@ -1,4 +1,5 @@
-"""`forward()`: replays one tunnelled request against the local app (httpx) and returns its answer. Does I/O.
+"""`forward()` and `stream_forward()`: replay one tunnelled request against the local app (httpx) and return
+its answer, whole or as it streams. Does I/O.
 
 The request goes out as the gateway sent it (method, raw target, headers minus hop-by-hop ones, body); the
 answer comes back as it left the local app: redirects are not followed and the body is read raw, still
@@ -9,15 +10,17 @@ content-encoded, so the gateway's rewriter sees exactly what a browser would. Lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Final
 from urllib.parse import quote
 
 import httpx
 
-from transport.messages import ErrorMessage, Headers, HttpRequest, HttpResponse
+from transport.messages import ErrorMessage, Headers, HttpRequest, HttpResponse, RequestId
 
-__all__ = ["HOP_BY_HOP_HEADERS", "forward", "strip_hop_by_hop"]
+__all__ = ["HOP_BY_HOP_HEADERS", "forward", "stream_forward", "strip_hop_by_hop"]
 
 #: RFC 9110 section 7.6.1 and DESIGN.md: headers that describe one connection, never forwarded.
 HOP_BY_HOP_HEADERS: Final[frozenset[str]] = frozenset(
@@ -71,45 +74,137 @@ async def forward(
         connection, ``timeout`` when the app is too slow, ``invalid_request`` when the request cannot be
         sent, ``internal_error`` for anything else.
     """
+    parts = stream_forward(request, client, local_origin=local_origin, timeout=timeout, inline_limit=None)
+    async with contextlib.aclosing(parts):
+        async for part in parts:
+            assert not isinstance(part, bytes)  # inline_limit=None: the whole answer comes at once
+            return part
+    raise AssertionError("stream_forward yields an answer")  # pragma: no cover
+
+
+async def stream_forward(
+    request: HttpRequest,
+    client: httpx.AsyncClient,
+    *,
+    local_origin: str,
+    timeout: float,
+    inline_limit: int | None,
+    content: AsyncIterable[bytes] | None = None,
+) -> AsyncGenerator[HttpResponse | ErrorMessage | bytes, None]:
+    """Replay one request against the local app and yield its answer as it comes.
+
+    A response whose `Content-Length` is at most `inline_limit` (or that has no body) is read whole and
+    yielded as one `HttpResponse`. Any other response is streamed: first its head (`body_stream` set), as
+    soon as the local app sent its headers, then its body in pieces (`bytes`) as they arrive, so a large
+    download or an event stream never waits for its end. An `ErrorMessage` may come instead of the head,
+    or after some pieces when the local app breaks off (the caller must then abandon the body).
+
+    Args:
+        request: The request from the gateway; with `content`, its body comes from there instead.
+        client: The agent's shared client (its connection pool); never closed here.
+        local_origin: Where the local app listens, e.g. ``"http://127.0.0.1:3000"``.
+        timeout: Seconds until the head (and an inline body) must have arrived; while streaming, the
+            longest wait for the next piece.
+        inline_limit: The largest body sent inline; None to read every body whole (never stream).
+        content: The request body as it streams in from the gateway.
+
+    Yields:
+        The answer, as above.
+    """
     started = time.perf_counter()
     request_id = request.request_id
     try:
-        outgoing = _build_request(request, local_origin, timeout)
+        outgoing = _build_request(request, local_origin, timeout, content)
     except (httpx.InvalidURL, ValueError) as exc:
-        return ErrorMessage("invalid_request", f"cannot send {request.uri!r}: {exc}", request_id)
+        yield ErrorMessage("invalid_request", f"cannot send {request.uri!r}: {exc}", request_id)
+        return
+    response: httpx.Response | None = None
     try:
-        async with asyncio.timeout(timeout):
-            response = await client.send(outgoing, stream=True, follow_redirects=False)
-            try:
-                body = bytearray()
-                async for piece in response.aiter_raw():
-                    body += piece
-            finally:
-                await response.aclose()
-    except (httpx.TimeoutException, TimeoutError):
-        return ErrorMessage("timeout", f"the local service did not answer within {timeout:g} s", request_id)
-    except httpx.ConnectError as exc:
-        return ErrorMessage(
-            "local_service_unavailable", f"cannot connect to {local_origin}: {exc}", request_id
-        )
-    except httpx.UnsupportedProtocol as exc:
-        return ErrorMessage("invalid_request", f"cannot send {request.uri!r}: {exc}", request_id)
-    except Exception as exc:  # a crash of one request must not take the tunnel down
-        return ErrorMessage("internal_error", f"{type(exc).__name__}: {exc}", request_id)
-    headers = strip_hop_by_hop(tuple((name.lower(), value) for name, value in response.headers.multi_items()))
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                response = await client.send(outgoing, stream=True, follow_redirects=False)
+                headers = strip_hop_by_hop(
+                    tuple((name.lower(), value) for name, value in response.headers.multi_items())
+                )
+                if inline_limit is None or _inline(request.method, response, inline_limit):
+                    body = bytearray()
+                    async for piece in response.aiter_raw():
+                        body += piece
+                    answer = _answer(request_id, response.status_code, headers, bytes(body), started)
+                else:
+                    answer = _answer(request_id, response.status_code, headers, b"", started, stream=True)
+                    deadline.reschedule(None)  # from here on, httpx's read timeout bounds each wait
+        except Exception as exc:
+            yield _error(exc, request, local_origin, timeout)
+            return
+        yield answer
+        if isinstance(answer, ErrorMessage) or not answer.body_stream:
+            return
+        try:
+            async for piece in response.aiter_raw():
+                if piece:
+                    yield piece
+        except Exception as exc:
+            yield _error(exc, request, local_origin, timeout, broke_off=True)
+    finally:
+        if response is not None:
+            await response.aclose()
+
+
+def _inline(method: str, response: httpx.Response, limit: int) -> bool:
+    """Whether a response's body is known to be small (or absent), so it is read whole."""
+    if method == "HEAD" or response.status_code in (204, 304) or 100 <= response.status_code < 200:
+        return True
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= limit
+
+
+def _answer(
+    request_id: RequestId,
+    status: int,
+    headers: Headers,
+    body: bytes,
+    started: float,
+    *,
+    stream: bool = False,
+) -> HttpResponse | ErrorMessage:
     try:
         return HttpResponse(
             request_id=request_id,
-            status_code=response.status_code,
+            status_code=status,
             headers=headers,
-            body=bytes(body),
+            body=body,
             processing_time_ms=_elapsed_ms(started),
+            body_stream=stream,
         )
     except ValueError as exc:  # a status or header the protocol cannot carry
         return ErrorMessage("internal_error", f"unusable response from the local service: {exc}", request_id)
 
 
-def _build_request(request: HttpRequest, local_origin: str, timeout: float) -> httpx.Request:
+def _error(
+    exc: Exception, request: HttpRequest, local_origin: str, timeout: float, *, broke_off: bool = False
+) -> ErrorMessage:
+    """The protocol error for what went wrong with the local app (DESIGN.md, "Gateway behaviour")."""
+    request_id = request.request_id
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return ErrorMessage("timeout", f"the local service did not answer within {timeout:g} s", request_id)
+    if broke_off:
+        return ErrorMessage(
+            "local_service_unavailable", f"the local service broke off the body: {exc}", request_id
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorMessage(
+            "local_service_unavailable", f"cannot connect to {local_origin}: {exc}", request_id
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ErrorMessage("invalid_request", f"cannot send {request.uri!r}: {exc}", request_id)
+    # A crash of one request must not take the tunnel down.
+    return ErrorMessage("internal_error", f"{type(exc).__name__}: {exc}", request_id)
+
+
+def _build_request(
+    request: HttpRequest, local_origin: str, timeout: float, content: AsyncIterable[bytes] | None = None
+) -> httpx.Request:
     """The httpx request: the raw target kept as it is, only the gateway's headers (no client defaults)."""
     if not request.uri.startswith("/"):
         raise ValueError("the target must start with '/'")
@@ -117,13 +212,19 @@ def _build_request(request: HttpRequest, local_origin: str, timeout: float) -> h
     # outside ASCII are percent-encoded, as UTF-8, the way a browser sends them (RFC 3986 section 2.1).
     raw_path = quote(request.uri, safe=_ASCII_PRINTABLE).encode("ascii")
     url = httpx.URL(local_origin).copy_with(raw_path=raw_path)
-    headers = [(name, value) for name, value in strip_hop_by_hop(request.headers) if name != "content-length"]
+    # A whole body gets its length from httpx; a streamed one keeps the caller's, if it said one (without
+    # it, httpx sends the stream chunked).
+    headers = [
+        (name, value)
+        for name, value in strip_hop_by_hop(request.headers)
+        if name != "content-length" or content is not None
+    ]
     # Built directly rather than with client.build_request, so the client's default headers (httpx's own
     # Accept-Encoding, User-Agent) are not added to what the public caller sent.
     return httpx.Request(
         request.method,
         url,
         headers=headers,
-        content=request.body,
+        content=request.body if content is None else content,
         extensions={"timeout": httpx.Timeout(timeout).as_dict()},
     )

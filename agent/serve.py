@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -22,13 +23,14 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
+from agent.relay import BrokenOff, Relay, StreamStop
 from lambda_app.app import Exchange, Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page
 from lambda_app.auth import Authenticator, AuthError
 from lambda_app.records import Outcome, ResponseOutcome
 from lambda_app.store_memory import MemoryStore
 from transport.errors import TransportError
 from transport.local import LocalTransport
-from transport.messages import ConnectionId, RequestId, TunnelId, new_request_id
+from transport.messages import SUPPORTED_FEATURES, ConnectionId, RequestId, TunnelId, new_request_id
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
@@ -48,6 +50,8 @@ DEFAULT_BODY_LIMIT: Final = 64 * 1024 * 1024
 DEFAULT_TUNNEL_CONCURRENCY: Final = 256
 # Answers bigger than this are rewritten in a worker thread, so that the event loop keeps serving others.
 _REWRITE_INLINE_BYTES: Final = 64 * 1024
+# Request bodies up to this size are read whole and sent in one message; bigger ones stream.
+_INLINE_BODY_BYTES: Final = 64 * 1024
 
 #: One thing that happened, as a JSON-ready dict with an ``"event"`` key.
 ServerEvent = dict[str, Any]
@@ -95,6 +99,8 @@ class ServeConfig:
             response_timeout=self.response_timeout,
             pending_ttl=int(self.response_timeout) + 60,
             resume_secret=self.resume_secret,
+            # Unlike an HTTP API behind Lambda, this gateway can stream bodies both ways.
+            features=SUPPORTED_FEATURES,
         )
 
 
@@ -145,6 +151,7 @@ class SelfHostedGateway:
         self._authenticator = authenticator
         self._on_event = on_event
         self._waiters: dict[RequestId, _Waiter] = {}
+        self._relays: dict[RequestId, Relay] = {}
         self._in_flight: collections.Counter[TunnelId] = collections.Counter()
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
@@ -215,6 +222,10 @@ class SelfHostedGateway:
             result = self.gateway.handle_frame(
                 connection_id, frame if frame is not None else message["bytes"]
             )
+            if result.stream is not None and result.stream.request_id is not None:
+                relay = self._relays.get(result.stream.request_id)
+                if relay is not None:
+                    relay.deliver(result.stream)
             if result.answered is not None:
                 waiter = self._waiters.get(result.answered)
                 if waiter is not None:
@@ -241,24 +252,41 @@ class SelfHostedGateway:
         for waiter in self._waiters.values():
             if waiter.connection_id == connection_id:
                 waiter.event.set()
+        for relay in self._relays.values():
+            if relay.exchange.connection.connection_id == connection_id:
+                relay.stop(StreamStop.AGENT_GONE)
 
     # -- the public ----------------------------------------------------------------------------------------
 
     async def _public(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         request_id = new_request_id()
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            response = await self._answer(scope, receive, request_id)
+            response = await self._answer(scope, receive, tracked, request_id)
+        except BrokenOff:
+            # The body broke off midway: returning without ending the response makes uvicorn cut the
+            # connection, so the client sees an incomplete response, never a silently short one.
+            return
         except Exception:
             response = self.gateway.failed(request_id)
-        await _respond(send, response, head_only=scope["method"] == "HEAD")
+            if started:
+                return
+        if response is not None:
+            await _respond(send, response, head_only=scope["method"] == "HEAD")
 
-    async def _answer(self, scope: _Scope, receive: _Receive, request_id: RequestId) -> PublicResponse:
+    async def _answer(
+        self, scope: _Scope, receive: _Receive, send: _Send, request_id: RequestId
+    ) -> PublicResponse | None:
+        """The answer to a public request; None when it was streamed to `send` already."""
         headers = _headers(scope)
         declared = next((value for name, value in headers if name == "content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.config.body_limit:
-            return self.gateway.too_large(request_id)
-        body = await _read_body(receive, self.config.body_limit)
-        if body is None:
             return self.gateway.too_large(request_id)
         target = scope.get("raw_path") or scope["path"].encode("utf-8")
         query: bytes = scope.get("query_string", b"")
@@ -266,19 +294,69 @@ class SelfHostedGateway:
             method=scope["method"],
             target=(target + b"?" + query if query else target).decode("latin-1"),
             headers=tuple(headers),
-            body=body,
             client_ip=_client_ip(scope),
         )
-        exchange = self.gateway.begin(request, request_id)
+        # A body too big for one message streams to an agent that can take it; any other is read first.
+        stream_body = _big_body(headers) and self.gateway.streams_bodies(request)
+        if not stream_body:
+            body = await _read_body(receive, self.config.body_limit)
+            if body is None:
+                return self.gateway.too_large(request_id)
+            request = dataclasses.replace(request, body=body)
+        exchange = self.gateway.begin(request, request_id, stream_body=stream_body)
         if isinstance(exchange, PublicResponse):
             return exchange
         tunnel_id = exchange.connection.tunnel_id
-        waiter = _Waiter(exchange.connection.connection_id)
-        self._waiters[request_id] = waiter
         self._in_flight[tunnel_id] += 1
         try:
             if self._in_flight[tunnel_id] > self.config.tunnel_concurrency:
                 return _busy(request_id, self.config.tunnel_concurrency)
+            if exchange.streamed:
+                return await self._relay(exchange, receive, send, stream_body)
+            return await self._stored_answer(exchange)
+        finally:
+            self.gateway.end(exchange)
+            self._in_flight[tunnel_id] -= 1
+            if not self._in_flight[tunnel_id]:
+                del self._in_flight[tunnel_id]
+
+    async def _relay(
+        self, exchange: Exchange, receive: _Receive, send: _Send, stream_body: bool
+    ) -> PublicResponse | None:
+        """An exchange with an agent that streams: the answer comes through its connection, not the store."""
+        relay = Relay(self.gateway, exchange, self.transport, response_timeout=self.config.response_timeout)
+        request_id = exchange.request_id
+        self._relays[request_id] = relay
+        client = None
+        try:
+            try:
+                await self.transport.send(exchange.connection.connection_id, exchange.frames)
+            except TransportError as exc:
+                return self.gateway.undeliverable(exchange, exc)
+            client = asyncio.create_task(self._client_side(relay, receive, stream_body))
+            return await relay.answer(send)
+        finally:
+            del self._relays[request_id]
+            if client is not None:
+                client.cancel()
+                await asyncio.gather(client, return_exceptions=True)
+            if not relay.finished:
+                await relay.abandon("the gateway gave up on this request")
+
+    async def _client_side(self, relay: Relay, receive: _Receive, stream_body: bool) -> None:
+        """Pump the request body to the agent (when it streams), then watch for the client leaving."""
+        if stream_body:
+            await relay.pump_upload(receive, self.config.body_limit)
+        if relay.stopped is None:
+            await relay.watch_client(receive)
+
+    async def _stored_answer(self, exchange: Exchange) -> PublicResponse:
+        """An exchange with an agent that does not stream: its answer goes through the store, and its
+        waiter is woken when the agent's connection stored (part of) it."""
+        request_id = exchange.request_id
+        waiter = _Waiter(exchange.connection.connection_id)
+        self._waiters[request_id] = waiter
+        try:
             try:
                 await self.transport.send(waiter.connection_id, exchange.frames)
             except TransportError as exc:
@@ -288,11 +366,7 @@ class SelfHostedGateway:
                 return await asyncio.to_thread(self.gateway.finish, exchange, outcome, wakes)
             return self.gateway.finish(exchange, outcome, wakes)
         finally:
-            self.gateway.end(exchange)
             del self._waiters[request_id]
-            self._in_flight[tunnel_id] -= 1
-            if not self._in_flight[tunnel_id]:
-                del self._in_flight[tunnel_id]
 
     async def _wait(
         self, exchange: Exchange, waiter: _Waiter
@@ -335,6 +409,14 @@ def _busy(request_id: RequestId, limit: int) -> PublicResponse:
 
 def _headers(scope: _Scope) -> list[tuple[str, str]]:
     return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in scope["headers"]]
+
+
+def _big_body(headers: list[tuple[str, str]]) -> bool:
+    """Whether a request announces a body too big for one message, or one of unknown length."""
+    length = next((value for name, value in headers if name == "content-length"), None)
+    if length is not None:
+        return length.isdigit() and int(length) > _INLINE_BODY_BYTES
+    return any(name == "transfer-encoding" for name, _ in headers)
 
 
 def _client_ip(scope: _Scope) -> str | None:

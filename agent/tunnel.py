@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -25,18 +25,22 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from agent.forward import forward
+from agent.forward import forward, stream_forward
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
 from transport.errors import LocalProtocolError, ProtocolError
 from transport.messages import (
     SUPPORTED_FEATURES,
+    BodyAck,
+    BodyChunk,
+    BodyEnd,
     ConnectionEstablished,
     ErrorMessage,
     HttpRequest,
     HttpResponse,
     Ping,
     Ready,
+    RequestId,
     TunnelMessage,
 )
 from transport.protocol import TunnelProtocol
@@ -61,6 +65,10 @@ EventSink = Callable[[AgentEvent], None]
 OutputMode = Literal["log", "json", "quiet"]
 
 # The status the public caller sees for each error code (lambda_app.app's error pages).
+# Bodies up to this size, when the local app announces their length, go to the gateway in one message;
+# anything bigger, or of unknown length (an event stream), is streamed as it comes.
+_INLINE_BODY_BYTES: Final = 64 * 1024
+
 _ERROR_STATUS: Final[dict[str, int]] = {
     "local_service_unavailable": 502,
     "timeout": 504,
@@ -180,12 +188,101 @@ class _Sender:
             # Queue and drain under the lock: a chunked body's frames stay in order and together.
             if message is not None:
                 self._protocol.send(message)
-            for frame in self._protocol.frames_to_send():
-                if len(frame) > self._max_frame_bytes or not frame.isascii():
-                    # One fragmented WebSocket message: every frame within API Gateway's 32 KB quota.
-                    await self._websocket.send(split_frame(frame, self._max_frame_bytes))
-                else:
-                    await self._websocket.send(frame)
+            await self._flush()
+
+    @property
+    def streaming(self) -> bool:
+        """Whether bodies may be streamed on this connection (the `body_stream` feature was agreed)."""
+        return self._protocol.streaming
+
+    async def send_body(self, request_id: RequestId, data: bytes, acked: asyncio.Event) -> bool:
+        """Send the next piece of a body we stream, once its flow-control window has room.
+
+        Args:
+            request_id: The request whose response body this is.
+            data: The piece.
+            acked: Set by the reader whenever the gateway acknowledges (or drops) this body.
+
+        Returns:
+            False when the body is no longer wanted (the gateway gave up on the request).
+
+        Raises:
+            ConnectionClosed: The connection closed while sending.
+        """
+        while True:
+            window = self._protocol.window(request_id)
+            if window is None:
+                return False
+            if window.open():
+                break
+            acked.clear()
+            await acked.wait()  # the lock is not held: the reader must be free to take the ack
+        async with self._lock:
+            if self._protocol.window(request_id) is None:
+                return False
+            self._protocol.send_body(request_id, data)
+            await self._flush()
+        return True
+
+    async def end_body(self, request_id: RequestId) -> None:
+        """Close a body we stream (a no-op when the gateway dropped it already)."""
+        async with self._lock:
+            if self._protocol.window(request_id) is not None:
+                self._protocol.end_body(request_id)
+                await self._flush()
+
+    async def _flush(self) -> None:
+        for frame in self._protocol.frames_to_send():
+            if len(frame) > self._max_frame_bytes or not frame.isascii():
+                # One fragmented WebSocket message: every frame within API Gateway's 32 KB quota.
+                await self._websocket.send(split_frame(frame, self._max_frame_bytes))
+            else:
+                await self._websocket.send(frame)
+
+
+@dataclass(slots=True)
+class _Streams:
+    """The bodies streaming on one connection: uploads coming in, and the acks of responses going out."""
+
+    uploads: dict[RequestId, asyncio.Queue[bytes | BaseException | None]] = field(default_factory=dict)
+    acks: dict[RequestId, asyncio.Event] = field(default_factory=dict)
+
+    def receive(self, event: TunnelMessage) -> None:
+        """Route a stream event from the gateway to the request it belongs to."""
+        if isinstance(event, BodyChunk):
+            upload = self.uploads.get(event.request_id)
+            if upload is not None:
+                upload.put_nowait(event.data)
+        elif isinstance(event, BodyEnd):
+            upload = self.uploads.pop(event.request_id, None)
+            if upload is not None:
+                upload.put_nowait(None)
+        elif isinstance(event, BodyAck):
+            acked = self.acks.get(event.request_id)
+            if acked is not None:
+                acked.set()
+        elif isinstance(event, ErrorMessage) and event.request_id is not None:
+            # The gateway gave up on this request: its upload stops, and so does the body we send.
+            upload = self.uploads.pop(event.request_id, None)
+            if upload is not None:
+                upload.put_nowait(ConnectionAbortedError(f"the gateway gave up: {event.message}"))
+            acked = self.acks.get(event.request_id)
+            if acked is not None:
+                acked.set()
+
+
+async def _upload_content(
+    upload: asyncio.Queue[bytes | BaseException | None], sender: _Sender, request_id: RequestId
+) -> AsyncIterator[bytes]:
+    """A streamed request body as httpx reads it; each piece is acknowledged once httpx has sent it on."""
+    while True:
+        item = await upload.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+        await sender.send(BodyAck(request_id, len(item)))
 
 
 class Agent:
@@ -367,6 +464,7 @@ class Agent:
     ) -> str:
         """Answer requests until the connection ends (returns why) or the task is cancelled."""
         tasks: set[asyncio.Task[None]] = set()
+        streams = _Streams()
         heard = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(websocket, protocol, sender, heard))
         try:
@@ -380,11 +478,15 @@ class Agent:
                 await sender.send()
                 for event in protocol.events_received():
                     if isinstance(event, HttpRequest):
-                        task = asyncio.create_task(self._answer(event, sender, client))
+                        if event.body_stream:
+                            streams.uploads[event.request_id] = asyncio.Queue()
+                        task = asyncio.create_task(self._answer(event, sender, client, streams))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
-                    elif isinstance(event, ErrorMessage):
-                        _log.warning("gateway error %s: %s", event.code, event.message)
+                    else:
+                        streams.receive(event)
+                        if isinstance(event, ErrorMessage):
+                            _log.warning("gateway error %s: %s", event.code, event.message)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -421,37 +523,89 @@ class Agent:
             except ConnectionClosed:
                 return False
 
-    async def _answer(self, request: HttpRequest, sender: _Sender, client: httpx.AsyncClient) -> None:
-        """Forward one request (waiting for a free slot) and send its answer."""
+    async def _answer(
+        self, request: HttpRequest, sender: _Sender, client: httpx.AsyncClient, streams: _Streams
+    ) -> None:
+        """Forward one request (waiting for a free slot) and send its answer, streamed when agreed."""
         async with self._semaphore:
             started = time.perf_counter()
-            answer = await forward(
-                request,
-                client,
-                local_origin=self.config.local_origin,
-                timeout=self.config.request_timeout,
-            )
             try:
-                try:
-                    await sender.send(answer)
-                except LocalProtocolError as exc:  # e.g. a big body for a version-1 gateway
-                    answer = ErrorMessage("internal_error", str(exc), request.request_id)
-                    await sender.send(answer)
+                if sender.streaming:
+                    status, error = await self._stream_answer(request, sender, client, streams)
+                else:
+                    status, error = await self._whole_answer(request, sender, client)
             except ConnectionClosed:
                 _log.info("connection closed before the answer to %s was sent", request.request_id)
                 return
+            finally:
+                streams.uploads.pop(request.request_id, None)
         event: AgentEvent = {
             "event": "request",
             "method": request.method,
             "path": request.uri,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "status": status,
         }
-        if isinstance(answer, HttpResponse):
-            event["status"] = answer.status_code
-        else:
-            event["status"] = _ERROR_STATUS.get(answer.code, 502)
-            event["error"] = answer.code
+        if error is not None:
+            event["error"] = error
         self._emit(event)
+
+    async def _whole_answer(
+        self, request: HttpRequest, sender: _Sender, client: httpx.AsyncClient
+    ) -> tuple[int, str | None]:
+        """The answer in one message (chunked by the protocol when big): for gateways that cannot stream."""
+        answer = await forward(
+            request, client, local_origin=self.config.local_origin, timeout=self.config.request_timeout
+        )
+        return await self._send_answer(answer, sender)
+
+    async def _send_answer(
+        self, answer: HttpResponse | ErrorMessage, sender: _Sender
+    ) -> tuple[int, str | None]:
+        try:
+            await sender.send(answer)
+        except LocalProtocolError as exc:  # e.g. a big body for a version-1 gateway
+            answer = ErrorMessage("internal_error", str(exc), answer.request_id)
+            await sender.send(answer)
+        if isinstance(answer, HttpResponse):
+            return answer.status_code, None
+        return _ERROR_STATUS.get(answer.code, 502), answer.code
+
+    async def _stream_answer(
+        self, request: HttpRequest, sender: _Sender, client: httpx.AsyncClient, streams: _Streams
+    ) -> tuple[int, str | None]:
+        """The answer as the local app produces it: small bodies inline, others streamed under the
+        gateway's flow control; a streamed request body is passed to the local app as it arrives."""
+        request_id = request.request_id
+        upload = streams.uploads.get(request_id)
+        content = None if upload is None else _upload_content(upload, sender, request_id)
+        acked = streams.acks[request_id] = asyncio.Event()
+        status, error = 502, None
+        parts = stream_forward(
+            request,
+            client,
+            local_origin=self.config.local_origin,
+            timeout=self.config.request_timeout,
+            inline_limit=_INLINE_BODY_BYTES,
+            content=content,
+        )
+        try:
+            async with contextlib.aclosing(parts):
+                streaming = False
+                async for part in parts:
+                    if isinstance(part, bytes):
+                        if not await sender.send_body(request_id, part, acked):
+                            return status, "abandoned"  # the gateway gave up on this request
+                        continue
+                    status, error = await self._send_answer(part, sender)
+                    streaming = isinstance(part, HttpResponse) and part.body_stream and error is None
+                    if not streaming:
+                        break
+                if streaming:
+                    await sender.end_body(request_id)
+        finally:
+            streams.acks.pop(request_id, None)
+        return status, error
 
     def _emit(self, event: AgentEvent) -> None:
         if self._on_event is None:

@@ -22,13 +22,21 @@ from typing import Literal
 
 from lambda_app.records import Connection, ErrorOutcome, Outcome, PendingRequest
 from lambda_app.store import DEFAULT_RESUME_WINDOW, CleanupReport, Store
-from rewrite import RewriteConfig, rewrite_request, rewrite_response
+from rewrite import (
+    RewriteConfig,
+    body_passes_through,
+    rewrite_request,
+    rewrite_response,
+    rewrite_response_head,
+)
 from transport.base import Transport
 from transport.chunking import MAX_MESSAGE_BYTES, split_message
 from transport.codec import decode_frame, encode_frame
 from transport.errors import ConnectionGone, LocalProtocolError, ProtocolError, TransportError
 from transport.messages import (
+    BodyAck,
     BodyChunk,
+    BodyEnd,
     ConnectionEstablished,
     ConnectionId,
     ErrorMessage,
@@ -49,6 +57,7 @@ __all__ = [
     "GatewayConfig",
     "PublicRequest",
     "PublicResponse",
+    "StreamMessage",
     "error_page",
     "new_tunnel_id",
 ]
@@ -162,11 +171,14 @@ class FrameResult:
         replies: Frames to send back to that agent.
         connection: The agent's connection record, when known (a retrying sender wants its age).
         answered: A pending request that received its answer, or part of it.
+        stream: A message for a streamed exchange (`Exchange.streamed`), which the store never sees: the
+            edge passes it on to the public response itself.
     """
 
     replies: tuple[str, ...] = ()
     connection: Connection | None = None
     answered: RequestId | None = None
+    stream: StreamMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +190,19 @@ class Exchange:
         connection: The agent's connection.
         rewrite: How the answer is rewritten for the public origin.
         frames: The `http_request` (and its body chunks), encoded.
+        streamed: The agent streams bodies (`body_stream`): its answer comes back through
+            `FrameResult.stream`, not the store, and the request body may follow the head as a stream.
     """
 
     request_id: RequestId
     connection: Connection
     rewrite: RewriteConfig
     frames: tuple[str, ...]
+    streamed: bool = False
+
+
+#: What an agent sends about a streamed exchange.
+StreamMessage = HttpResponse | BodyChunk | BodyEnd | BodyAck | ErrorMessage
 
 
 def _reply(
@@ -222,6 +241,8 @@ class Gateway:
         self._clock = clock
         self._sleep = sleep
         self._new_id = new_id
+        # Streamed exchanges in flight, by request, with the connection that may answer them.
+        self._streamed: dict[RequestId, ConnectionId] = {}
 
     # -- agents ------------------------------------------------------------------------------------------
 
@@ -278,6 +299,13 @@ class Gateway:
         except ProtocolError as exc:
             _log.warning("bad frame", extra={"connection": connection_id, "reason": str(exc)})
             return _reply(ErrorMessage("invalid_request", f"bad frame: {exc}"))
+        if isinstance(message, HttpResponse | BodyChunk | BodyEnd | BodyAck | ErrorMessage):
+            request_id = message.request_id
+            owner = None if request_id is None else self._streamed.get(request_id)
+            if request_id is not None and owner is not None:
+                if owner != connection_id:  # another agent's request: dropped, as the store would
+                    return self._stored(False, connection_id, request_id)
+                return FrameResult(stream=message)
         if isinstance(message, Ready):
             return self._ready(connection_id, message)
         if isinstance(message, HttpResponse):
@@ -299,6 +327,9 @@ class Gateway:
             return FrameResult()
         if isinstance(message, Pong):
             return FrameResult()
+        if isinstance(message, BodyEnd | BodyAck):
+            # About a streamed exchange that has ended (or never was): late, as an answer can be.
+            return self._stored(False, connection_id, message.request_id)
         # An agent never sends http_request or connection_established.
         return _reply(ErrorMessage("invalid_request", f"agents do not send {type(message).__name__}"))
 
@@ -396,8 +427,16 @@ class Gateway:
         _log.exception("request %s failed", request_id, extra={"request": request_id})
         return error_page(500, "Internal error", "The gateway failed to handle this request.", request_id)
 
-    def begin(self, request: PublicRequest, request_id: RequestId) -> Exchange | PublicResponse:
+    def begin(
+        self, request: PublicRequest, request_id: RequestId, *, stream_body: bool = False
+    ) -> Exchange | PublicResponse:
         """Route a public request to its tunnel and store it as pending, ready to send.
+
+        Args:
+            request: The public request.
+            request_id: Its id.
+            stream_body: The request's body is not in `request`: it follows the head as a stream, which
+                the edge sends itself. Only for a tunnel whose agent `streams_bodies`.
 
         Returns:
             The exchange to send and wait for (the caller must `end` it), or the answer already: a 404, 413
@@ -419,6 +458,11 @@ class Gateway:
             )
         if len(request.body) > self.config.max_body_bytes:
             return self.too_large(request_id)
+        streamed = "body_stream" in connection.features
+        if stream_body and not streamed:
+            return error_page(
+                502, "Agent unreachable", "The agent cannot take a streamed request body.", request_id
+            )
         config = RewriteConfig(
             prefix=prefix,
             public_origin=public_origin,
@@ -437,6 +481,7 @@ class Gateway:
             headers=tuple((name.lower(), value) for name, value in upstream.headers),
             body=request.body,
             timestamp=int(self._clock() * 1000),
+            body_stream=stream_body,
         )
         try:
             parts = split_message(
@@ -451,7 +496,32 @@ class Gateway:
         )
         if not self.store.add_pending(pending):
             return error_page(500, "Internal error", "A request with this id is pending already.", request_id)
-        return Exchange(request_id, connection, config, tuple(encode_frame(part) for part in parts))
+        if streamed:
+            self._streamed[request_id] = connection.connection_id
+        frames = tuple(encode_frame(part) for part in parts)
+        return Exchange(request_id, connection, config, frames, streamed)
+
+    def streams_bodies(self, request: PublicRequest) -> bool:
+        """Whether the agent of the tunnel this request names can take its body as a stream."""
+        host = next((value for name, value in request.headers if name.lower() == "host"), "")
+        routed = self._route(host, request.target)
+        connection = None if routed is None else self.store.find_tunnel(routed[0])
+        return connection is not None and "body_stream" in connection.features
+
+    def stream_head(
+        self, exchange: Exchange, head: HttpResponse, *, passthrough: bool = False
+    ) -> list[tuple[str, str]] | None:
+        """The public headers of a streamed response whose body passes through unchanged, or None when
+        the body must be read whole to be rewritten (then `finish` it as a `ResponseOutcome`).
+
+        Args:
+            exchange: The exchange.
+            head: The agent's response head.
+            passthrough: The body passes through even though a rewriter would read it (it is too big).
+        """
+        if not passthrough and not body_passes_through(head.headers, exchange.rewrite):
+            return None
+        return rewrite_response_head(head.headers, exchange.rewrite)
 
     def too_large(self, request_id: RequestId) -> PublicResponse:
         """The 413 page for a request body over the limit."""
@@ -508,6 +578,7 @@ class Gateway:
 
     def end(self, exchange: Exchange) -> None:
         """Forget a pending request, answered or not; a late answer is then dropped."""
+        self._streamed.pop(exchange.request_id, None)
         self.store.discard_pending(exchange.request_id)
 
     def _wait(self, exchange: Exchange, timeout: float) -> tuple[Outcome | Literal["timeout", "gone"], int]:

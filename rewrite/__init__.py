@@ -12,7 +12,7 @@ Two calls are all a proxy needs::
 
 from __future__ import annotations
 
-from rewrite.body import BodyResult, MediaKind, media_kind, rewrite_body
+from rewrite.body import BodyResult, MediaKind, media_kind, rewrite_body, rewrites_media
 from rewrite.charset import declared_charset, decode_text, encode_text
 from rewrite.config import RewriteConfig, Strategy, normalize_origin
 from rewrite.csp import allow_script_hash
@@ -30,7 +30,7 @@ from rewrite.inject import (
 from rewrite.js import rewrite_js
 from rewrite.jsondoc import rewrite_json
 from rewrite.request import HOP_BY_HOP, UpstreamRequest, rewrite_request, strip_hop_by_hop
-from rewrite.response import rewrite_response
+from rewrite.response import body_passes_through, rewrite_response, rewrite_response_head
 from rewrite.result import Report, ResponseResult, Rewrite, RewriteResult, Skipped
 from rewrite.urls import absolute_path_pattern, is_prefixed, to_public_url, to_upstream_path
 
@@ -51,6 +51,7 @@ __all__ = [
     "UpstreamRequest",
     "absolute_path_pattern",
     "allow_script_hash",
+    "body_passes_through",
     "context_script",
     "context_script_hash",
     "declared_charset",
@@ -73,6 +74,8 @@ __all__ = [
     "rewrite_refresh",
     "rewrite_request",
     "rewrite_response",
+    "rewrite_response_head",
+    "rewrites_media",
     "strip_hop_by_hop",
     "to_public_url",
     "to_upstream_path",

@@ -20,7 +20,7 @@ from rewrite.js import rewrite_js
 from rewrite.jsondoc import rewrite_json
 from rewrite.result import Rewrite, RewriteResult, Skipped
 
-__all__ = ["BodyResult", "MediaKind", "media_kind", "rewrite_body"]
+__all__ = ["BodyResult", "MediaKind", "media_kind", "rewrite_body", "rewrites_media"]
 
 MediaKind = Literal["html", "css", "js", "json"]
 
@@ -62,6 +62,17 @@ def media_kind(content_type: str | None) -> MediaKind | None:
     return kind
 
 
+def rewrites_media(content_type: str | None, config: RewriteConfig) -> bool:
+    """Whether a rewriter reads bodies of this Content-Type under `config`; any other body passes through
+    untouched, whatever it holds."""
+    kind = media_kind(content_type)
+    if kind is None or config.strategy == "none":
+        return False
+    if config.strategy == "base" and kind != "html":
+        return False
+    return kind != "js" or config.rewrite_js
+
+
 def rewrite_body(
     body: bytes, content_type: str | None, content_encoding: str | None, config: RewriteConfig
 ) -> BodyResult:
@@ -77,11 +88,7 @@ def rewrite_body(
         The new body (the same object when nothing changed), the rewrites, and what was skipped and why.
     """
     kind = media_kind(content_type)
-    if kind is None or not body or config.strategy == "none":
-        return BodyResult(body)
-    if config.strategy == "base" and kind != "html":
-        return BodyResult(body)
-    if kind == "js" and not config.rewrite_js:
+    if kind is None or not body or not rewrites_media(content_type, config):
         return BodyResult(body)
     if len(body) > config.max_body_size:
         return _skip(body, f"body of {len(body)} bytes exceeds max_body_size ({config.max_body_size})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rewrite.body import rewrite_body
+from rewrite.body import rewrite_body, rewrites_media
 from rewrite.config import RewriteConfig
 from rewrite.csp import allow_script_hash
 from rewrite.headers import rewrite_headers
@@ -12,7 +12,7 @@ from rewrite.inject import context_script_hash
 from rewrite.request import strip_hop_by_hop
 from rewrite.result import Report, ResponseResult, Rewrite, Skipped
 
-__all__ = ["rewrite_response"]
+__all__ = ["body_passes_through", "rewrite_response", "rewrite_response_head"]
 
 _CSP_HEADERS = frozenset({"content-security-policy", "content-security-policy-report-only"})
 # Integrity headers describe the bytes the upstream sent; after a rewrite they would be lies.
@@ -44,6 +44,37 @@ def rewrite_response(
             f"rewriter failed ({type(exc).__name__}: {exc}); response passed through", "response"
         )
         return ResponseResult(_framed(pairs, body), body, Report(skipped=(skipped,)), changed=False)
+
+
+def body_passes_through(headers: Iterable[tuple[str, str]], config: RewriteConfig) -> bool:
+    """Whether `rewrite_response` leaves the body of a response with these headers as it is, whatever the
+    body holds: then a proxy may stream the body instead of buffering it, and rewrite the headers alone
+    with `rewrite_response_head`.
+
+    Args:
+        headers: The response headers.
+        config: Origins and switches for this tunnel.
+    """
+    pairs = list(headers)
+    if _header(pairs, "content-range") is not None:
+        return True
+    return not rewrites_media(_header(pairs, "content-type"), config)
+
+
+def rewrite_response_head(headers: Iterable[tuple[str, str]], config: RewriteConfig) -> list[tuple[str, str]]:
+    """The headers of a response whose body passes through unchanged (see `body_passes_through`): URLs
+    rewritten, hop-by-hop headers dropped, and the upstream's Content-Length kept, since the body is the
+    upstream's. Never raises: on a rewriter failure the headers pass through (less hop-by-hop ones).
+
+    Args:
+        headers: The response headers as (name, value) pairs; repeated names stay repeated.
+        config: Origins and switches for this tunnel.
+    """
+    pairs = strip_hop_by_hop(headers)
+    try:
+        return rewrite_headers(pairs, config, [])
+    except Exception:  # fail open, as rewrite_response does
+        return pairs
 
 
 def _rewrite(pairs: list[tuple[str, str]], body: bytes, config: RewriteConfig) -> ResponseResult:

@@ -337,7 +337,9 @@ def test_handshake_negotiates_version_2_and_reports_ready(local_app: tuple[Local
             assert side.authorization == "Bearer secret"
             assert side.query == {"region": ["test"]}  # no resume token on the first connection
             assert side.ready == Ready(
-                protocol_version=2, features=("body_chunks", "pong"), local_origin=server.origin
+                protocol_version=2,
+                features=("body_chunks", "pong", "body_stream"),
+                local_origin=server.origin,
             )
             assert side.protocol.version == 2
             assert side.protocol.chunking

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lambda_app.app import Gateway, GatewayConfig, PublicRequest, PublicResponse, new_tunnel_id
+from lambda_app.app import (
+    Exchange,
+    FrameResult,
+    Gateway,
+    GatewayConfig,
+    PublicRequest,
+    PublicResponse,
+    new_tunnel_id,
+)
 from lambda_app.records import PendingRequest
 from lambda_app.store_memory import MemoryStore
 from transport.chunking import assemble
@@ -24,6 +32,7 @@ from transport.errors import ConnectionGone
 from transport.memory import MemoryTransport
 from transport.messages import (
     BodyChunk,
+    BodyEnd,
     ConnectionEstablished,
     ConnectionId,
     ErrorMessage,
@@ -34,6 +43,7 @@ from transport.messages import (
     Ready,
     RequestId,
     TunnelMessage,
+    new_request_id,
 )
 
 CID = ConnectionId("conn-1=")
@@ -502,3 +512,66 @@ def test_caller_with_less_time_gets_its_504_sooner(rig: Rig) -> None:
     )
     assert response.status == 504
     assert 2.0 <= rig.clock.now - start < 2.5
+
+
+# Streamed exchanges (the self-hosted gateway's body_stream) ----------------------------------------------
+
+STREAM_OFFER = Ready(protocol_version=2, features=("body_chunks", "pong", "body_stream"), local_origin=LOCAL)
+
+
+def test_the_lambda_gateway_does_not_agree_to_streaming(rig: Rig) -> None:
+    """An agent offering body_stream to the default (Lambda) configuration gets chunks and pong only."""
+    established = rig.connect(ready=STREAM_OFFER)
+    assert established.features == ("body_chunks", "pong")
+
+
+def test_streamed_exchange_hands_its_answer_to_the_edge(clock: Clock) -> None:
+    """With body_stream agreed, the agent's answer for an exchange comes back in FrameResult.stream and
+    never reaches the store; another connection's frames for it are dropped."""
+    rig = make_rig(clock, features=("body_chunks", "pong", "body_stream"))
+    tunnel_id = rig.connect(ready=STREAM_OFFER).tunnel_id
+    request = PublicRequest("GET", f"/{tunnel_id}/video", (("host", "gw.example.com"),))
+    assert rig.gateway.streams_bodies(request)
+    exchange = rig.gateway.begin(request, new_request_id(), stream_body=True)
+    assert isinstance(exchange, Exchange)
+    assert exchange.streamed
+    sent = decode_frame(exchange.frames[0])
+    assert isinstance(sent, HttpRequest)
+    assert sent.body_stream
+    headers = (("content-type", "video/mp4"), ("location", "/x"))
+    head = HttpResponse(exchange.request_id, 200, headers, b"", 1, body_stream=True)
+    result = rig.gateway.handle_frame(CID, encode_frame(head))
+    assert result.stream == head
+    assert result.answered is None
+    assert rig.gateway.poll(exchange) is None  # the store saw nothing
+    intruder = ConnectionId("intruder-connection")
+    assert rig.gateway.connect(intruder) is not None
+    assert rig.gateway.handle_frame(intruder, encode_frame(head)).stream is None
+    public_headers = rig.gateway.stream_head(exchange, head)
+    assert public_headers is not None
+    assert ("location", f"/{tunnel_id}/x") in public_headers
+    rig.gateway.end(exchange)
+    late = rig.gateway.handle_frame(CID, encode_frame(BodyEnd(exchange.request_id, 0, 0, "0" * 64)))
+    assert late == FrameResult()  # dropped quietly, not answered with an error
+
+
+def test_streamed_html_head_asks_for_the_whole_body(clock: Clock) -> None:
+    """A streamed page that the rewriter reads gets no head of its own: the edge gathers the body."""
+    rig = make_rig(clock, features=("body_chunks", "pong", "body_stream"))
+    tunnel_id = rig.connect(ready=STREAM_OFFER).tunnel_id
+    request = PublicRequest("GET", f"/{tunnel_id}/", (("host", "gw.example.com"),))
+    exchange = rig.gateway.begin(request, new_request_id())
+    assert isinstance(exchange, Exchange)
+    head = HttpResponse(exchange.request_id, 200, (("content-type", "text/html"),), body_stream=True)
+    assert rig.gateway.stream_head(exchange, head) is None
+    assert rig.gateway.stream_head(exchange, head, passthrough=True) == [("content-type", "text/html")]
+
+
+def test_stream_body_needs_an_agent_that_streams(rig: Rig) -> None:
+    """Asking to stream a request body to an agent without body_stream gets a 502 page, nothing sent."""
+    tunnel_id = rig.connect().tunnel_id
+    request = PublicRequest("PUT", f"/{tunnel_id}/up", (("host", "gw.example.com"),))
+    assert not rig.gateway.streams_bodies(request)
+    answer = rig.gateway.begin(request, new_request_id(), stream_body=True)
+    assert isinstance(answer, PublicResponse)
+    assert answer.status == 502

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -10,7 +11,13 @@ import pytest
 import zstandard
 
 import rewrite.response
-from rewrite import RewriteConfig, context_script_hash, rewrite_response
+from rewrite import (
+    RewriteConfig,
+    body_passes_through,
+    context_script_hash,
+    rewrite_response,
+    rewrite_response_head,
+)
 from rewrite.body import media_kind
 from tests.rewrite.conftest import HOST_MODE, PATH_MODE
 
@@ -211,3 +218,42 @@ def test_media_kind() -> None:
     assert media_kind("text/javascript") == "js"
     assert media_kind("image/svg+xml") is None
     assert media_kind(None) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "config", "passes"),
+    [
+        ([("Content-Type", "image/png")], PATH_MODE, True),
+        ([("Content-Type", "text/event-stream")], PATH_MODE, True),
+        ([], PATH_MODE, True),
+        ([("Content-Type", "text/html")], PATH_MODE, False),
+        ([("Content-Type", "application/vnd.oai.openapi+json")], PATH_MODE, False),
+        ([("Content-Type", "text/html"), ("Content-Range", "bytes 0-9/100")], PATH_MODE, True),
+        ([("Content-Type", "text/html")], dataclasses.replace(PATH_MODE, strategy="none"), True),
+        ([("Content-Type", "text/css")], dataclasses.replace(PATH_MODE, strategy="base"), True),
+        ([("Content-Type", "text/javascript")], dataclasses.replace(PATH_MODE, rewrite_js=False), True),
+    ],
+)
+def test_body_passes_through_when_no_rewriter_reads_it(
+    headers: list[tuple[str, str]], config: RewriteConfig, passes: bool
+) -> None:
+    """A body a rewriter would read must be buffered; any other may stream through unchanged."""
+    assert body_passes_through(headers, config) is passes
+
+
+def test_head_of_a_streamed_response_is_rewritten_alone() -> None:
+    """The headers of a body that streams through get their URLs rewritten and keep their length."""
+    headers = [
+        ("Content-Type", "video/mp4"),
+        ("Content-Length", "123456789"),
+        ("Location", "/watch"),
+        ("Set-Cookie", "a=1; Path=/"),
+        ("Connection", "keep-alive"),
+        ("Transfer-Encoding", "chunked"),
+    ]
+    head = rewrite_response_head(headers, PATH_MODE)
+    assert _header(head, "content-length") == ["123456789"]
+    assert _header(head, "location") == ["/abc123/watch"]
+    assert _header(head, "set-cookie") == ["a=1; Path=/abc123"]
+    assert _header(head, "connection") == []
+    assert _header(head, "transfer-encoding") == []
