@@ -21,8 +21,11 @@ $(MITM_STAMP): pyproject.toml
 	$(MITM_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(MITM_STAMP)
 
+# The embedded default: a self-hosted gateway and an agent in one process, exposing the app on port 3000.
+# With nothing on port 3000 the tunnel still comes up, and requests get a 502 page naming the port.
 run: $(STAMP)
-	$(BIN)/tunnel demo
+	@echo "make run: tunnel up 3000 (gateway on http://127.0.0.1:8080; Ctrl-C stops it)"
+	$(BIN)/tunnel up 3000
 
 test: $(STAMP) $(MITM_STAMP)
 	$(BIN)/ruff check .

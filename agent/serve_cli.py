@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -396,11 +397,25 @@ def up_command(args: argparse.Namespace) -> int:
         output=mode,
     )
 
+    if mode == "log" and not _is_listening(args.local_host, args.port):
+        print(
+            f"Nothing listens on {config.local_origin} yet: requests get a 502 page until your app starts.",
+            file=sys.stderr,
+        )
+
     async def main() -> None:
         async with server.running():
             await Agent(config, on_event=event_printer(mode)).run()
 
     return _run_until_stopped(main)
+
+
+def _is_listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _gateway_server(
