@@ -14,10 +14,12 @@ _EXPORTS = {
     "agent_cli": [
         "ENVIRONMENT_VARIABLES",
         "add_agent_arguments",
+        "add_host_header_argument",
         "agent_command",
         "agent_config_from_args",
         "event_printer",
         "format_event",
+        "host_header_for",
         "run_agent_until_stopped",
     ],
     "cli": ["DemoSettings", "build_parser", "main", "run_demo"],

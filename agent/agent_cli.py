@@ -23,10 +23,12 @@ from agent.tunnel import Agent, AgentConfig, AgentEvent, EventSink, OutputMode
 __all__ = [
     "ENVIRONMENT_VARIABLES",
     "add_agent_arguments",
+    "add_host_header_argument",
     "agent_command",
     "agent_config_from_args",
     "event_printer",
     "format_event",
+    "host_header_for",
     "run_agent_until_stopped",
 ]
 
@@ -39,6 +41,7 @@ ENVIRONMENT_VARIABLES: Final[dict[str, str]] = {
     "handshake_timeout": "TUNNEL_HANDSHAKE_TIMEOUT",
     "heartbeat": "TUNNEL_HEARTBEAT",
     "local_host": "TUNNEL_LOCAL_HOST",
+    "host_header": "TUNNEL_HOST_HEADER",
     "json": "TUNNEL_JSON",
     "quiet": "TUNNEL_QUIET",
 }
@@ -52,6 +55,7 @@ environment variables (used when the option is not given):
   TUNNEL_HANDSHAKE_TIMEOUT  --handshake-timeout
   TUNNEL_HEARTBEAT          --heartbeat
   TUNNEL_LOCAL_HOST         --local-host
+  TUNNEL_HOST_HEADER        --host-header
   TUNNEL_JSON=1             --json
   TUNNEL_QUIET=1            --quiet
 """
@@ -85,9 +89,36 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         "--heartbeat", metavar="S", type=float, help="seconds between heartbeats (default 300)"
     )
     parser.add_argument("--local-host", metavar="HOST", help="host of the local app (default 127.0.0.1)")
+    add_host_header_argument(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", default=None, help="print one JSON line per event")
     output.add_argument("--quiet", action="store_true", default=None, help="print nothing")
+
+
+def add_host_header_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--host-header` (shared by `tunnel agent` and `tunnel up`)."""
+    parser.add_argument(
+        "--host-header",
+        metavar="H",
+        help="Host header for the local app: 'preserve' the public one (default), 'rewrite' it to the local "
+        "address (for dev servers that accept only their own host), or a value to send",
+    )
+
+
+def host_header_for(option: str | None, local_host: str, local_port: int) -> str | None:
+    """The `Host` the agent sends to the local app for a `--host-header` value; None keeps the public one.
+
+    Raises:
+        ValueError: The value cannot be a Host header.
+    """
+    if option is None or option == "preserve":
+        return None
+    if option == "rewrite":
+        host = f"[{local_host}]" if ":" in local_host else local_host
+        return f"{host}:{local_port}"
+    if not option.strip() or any(c in option for c in "\r\n\0 /"):
+        raise ValueError(f"--host-header must be 'preserve', 'rewrite' or a host, got {option!r}")
+    return option
 
 
 def agent_config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentConfig:
@@ -134,10 +165,12 @@ def agent_config_from_args(args: argparse.Namespace, environ: Mapping[str, str])
     numbers.update(number("timeout", float))
     numbers.update(number("handshake_timeout", float))
     numbers.update(number("heartbeat", float))
+    local_host = pick("local_host") or "127.0.0.1"
     return AgentConfig(
         endpoint=endpoint,
         local_port=args.port,
-        local_host=pick("local_host") or "127.0.0.1",
+        local_host=local_host,
+        host_header=host_header_for(pick("host_header"), local_host, args.port),
         token=pick("token"),
         concurrency=int(numbers.get("concurrency", 64)),
         request_timeout=numbers.get("timeout", 25.0),

@@ -58,7 +58,12 @@ def _elapsed_ms(started: float) -> int:
 
 
 async def forward(
-    request: HttpRequest, client: httpx.AsyncClient, *, local_origin: str, timeout: float
+    request: HttpRequest,
+    client: httpx.AsyncClient,
+    *,
+    local_origin: str,
+    timeout: float,
+    host_header: str | None = None,
 ) -> HttpResponse | ErrorMessage:
     """Replay one request against the local app and return its answer, or the error that stood in the way.
 
@@ -67,6 +72,8 @@ async def forward(
         client: The agent's shared client (its connection pool); never closed here.
         local_origin: Where the local app listens, e.g. ``"http://127.0.0.1:3000"``.
         timeout: Seconds for the whole exchange, from connecting to the last body byte.
+        host_header: The `Host` sent to the local app; None keeps the public one (as ngrok does, so
+            frameworks build URLs and check CSRF origins against the host the browser used).
 
     Returns:
         The local app's response (3xx included, body still content-encoded, headers lower-case and
@@ -74,7 +81,14 @@ async def forward(
         connection, ``timeout`` when the app is too slow, ``invalid_request`` when the request cannot be
         sent, ``internal_error`` for anything else.
     """
-    parts = stream_forward(request, client, local_origin=local_origin, timeout=timeout, inline_limit=None)
+    parts = stream_forward(
+        request,
+        client,
+        local_origin=local_origin,
+        timeout=timeout,
+        inline_limit=None,
+        host_header=host_header,
+    )
     async with contextlib.aclosing(parts):
         async for part in parts:
             assert not isinstance(part, bytes)  # inline_limit=None: the whole answer comes at once
@@ -90,6 +104,7 @@ async def stream_forward(
     timeout: float,
     inline_limit: int | None,
     content: AsyncIterable[bytes] | None = None,
+    host_header: str | None = None,
 ) -> AsyncGenerator[HttpResponse | ErrorMessage | bytes, None]:
     """Replay one request against the local app and yield its answer as it comes.
 
@@ -107,6 +122,7 @@ async def stream_forward(
             longest wait for the next piece.
         inline_limit: The largest body sent inline; None to read every body whole (never stream).
         content: The request body as it streams in from the gateway.
+        host_header: The `Host` sent to the local app; None keeps the public one.
 
     Yields:
         The answer, as above.
@@ -114,7 +130,7 @@ async def stream_forward(
     started = time.perf_counter()
     request_id = request.request_id
     try:
-        outgoing = _build_request(request, local_origin, timeout, content)
+        outgoing = _build_request(request, local_origin, timeout, content, host_header)
     except (httpx.InvalidURL, ValueError) as exc:
         yield ErrorMessage("invalid_request", f"cannot send {request.uri!r}: {exc}", request_id)
         return
@@ -203,7 +219,11 @@ def _error(
 
 
 def _build_request(
-    request: HttpRequest, local_origin: str, timeout: float, content: AsyncIterable[bytes] | None = None
+    request: HttpRequest,
+    local_origin: str,
+    timeout: float,
+    content: AsyncIterable[bytes] | None = None,
+    host_header: str | None = None,
 ) -> httpx.Request:
     """The httpx request: the raw target kept as it is, only the gateway's headers (no client defaults)."""
     if not request.uri.startswith("/"):
@@ -217,8 +237,10 @@ def _build_request(
     headers = [
         (name, value)
         for name, value in strip_hop_by_hop(request.headers)
-        if name != "content-length" or content is not None
+        if (name != "content-length" or content is not None) and (name != "host" or host_header is None)
     ]
+    if host_header is not None:
+        headers.insert(0, ("host", host_header))
     # Built directly rather than with client.build_request, so the client's default headers (httpx's own
     # Accept-Encoding, User-Agent) are not added to what the public caller sent.
     return httpx.Request(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agent.agent_cli import event_printer
+from agent.agent_cli import add_host_header_argument, event_printer, host_header_for
 from agent.serve import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_TUNNEL_CONCURRENCY,
@@ -157,6 +157,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("port", metavar="PORT", type=_port, help="local port of the app to expose")
     _add_gateway_arguments(parser, port_flag="--gateway-port")
     parser.add_argument("--local-host", default="127.0.0.1", help="host of the local app (default 127.0.0.1)")
+    add_host_header_argument(parser)
     parser.add_argument(
         "--concurrency", metavar="N", type=int, default=64, help="requests forwarded at once (default 64)"
     )
@@ -370,6 +371,9 @@ def up_command(args: argparse.Namespace) -> int:
             state_dir=_default_state_dir(environ),
             output=mode,
         )
+        host_header = host_header_for(
+            args.host_header or environ.get("TUNNEL_HOST_HEADER"), args.local_host, args.port
+        )
         AgentConfig(
             endpoint="ws://127.0.0.1/",
             local_port=args.port,
@@ -391,6 +395,7 @@ def up_command(args: argparse.Namespace) -> int:
         endpoint=_agent_endpoint(_origin(_connectable(options.host), server.port)),
         local_port=args.port,
         local_host=args.local_host,
+        host_header=host_header,
         token=token,
         concurrency=args.concurrency,
         request_timeout=args.timeout,

@@ -86,6 +86,8 @@ class AgentConfig:
         local_port: The port of the local app.
         local_host: The host of the local app; the local origin is ``http://<local_host>:<local_port>``.
         token: Sent as ``Authorization: Bearer <token>`` when connecting; None sends none.
+        host_header: The `Host` header the local app receives; None keeps the public one (dev servers
+            that accept only their own host want ``127.0.0.1:3000``).
         concurrency: How many requests are forwarded at once; more wait their turn.
         request_timeout: Seconds the local app has to answer one request completely.
         handshake_timeout: Seconds to open the WebSocket, and again to receive `connection_established`.
@@ -108,6 +110,7 @@ class AgentConfig:
     local_port: int
     local_host: str = "127.0.0.1"
     token: str | None = field(default=None, repr=False)
+    host_header: str | None = None
     concurrency: int = 64
     request_timeout: float = 25.0
     handshake_timeout: float = 10.0
@@ -555,7 +558,11 @@ class Agent:
     ) -> tuple[int, str | None]:
         """The answer in one message (chunked by the protocol when big): for gateways that cannot stream."""
         answer = await forward(
-            request, client, local_origin=self.config.local_origin, timeout=self.config.request_timeout
+            request,
+            client,
+            local_origin=self.config.local_origin,
+            timeout=self.config.request_timeout,
+            host_header=self.config.host_header,
         )
         return await self._send_answer(answer, sender)
 
@@ -588,6 +595,7 @@ class Agent:
             timeout=self.config.request_timeout,
             inline_limit=_INLINE_BODY_BYTES,
             content=content,
+            host_header=self.config.host_header,
         )
         try:
             async with contextlib.aclosing(parts):

@@ -371,3 +371,22 @@ def test_slow_real_app_times_out() -> None:
         answer = asyncio.run(scenario(server.origin))
     assert isinstance(answer, ErrorMessage)
     assert answer.code == "timeout"
+
+
+def test_host_header_can_name_the_local_app() -> None:
+    """With a host_header, the local app receives that Host instead of the public one, only once."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return streamed(200)
+
+    async def scenario() -> None:
+        request = make_request("/", headers=(("host", "abc.gw.example"), ("accept", "*/*")))
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await forward(request, client, local_origin=ORIGIN, timeout=5, host_header="127.0.0.1:3000")
+
+    asyncio.run(scenario())
+    (sent,) = seen
+    assert sent.headers.get_list("host") == ["127.0.0.1:3000"]
+    assert sent.headers["accept"] == "*/*"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.agent_cli import host_header_for
 from agent.cli import build_parser, main
 from agent.serve_cli import format_server_event, load_resume_secret, serve_options_from_args
 
@@ -124,3 +125,24 @@ def test_serve_with_a_bad_option_fails_plainly(capsys: pytest.CaptureFixture[str
     """`tunnel serve --auth jwt` without keys exits 2 with the reason, before binding anything."""
     assert main(["serve", "--auth", "jwt", "--port", "0"]) == 2
     assert "tunnel serve:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (None, None),
+        ("preserve", None),
+        ("rewrite", "127.0.0.1:3000"),
+        ("app.test:8000", "app.test:8000"),
+    ],
+)
+def test_host_header_option(option: str | None, expected: str | None) -> None:
+    """--host-header keeps the public Host, rewrites it to the local address, or sends a given one."""
+    assert host_header_for(option, "127.0.0.1", 3000) == expected
+
+
+def test_host_header_rewrite_brackets_ipv6_and_refuses_nonsense() -> None:
+    """An IPv6 local host is bracketed; a value that is no host is refused with the option's name."""
+    assert host_header_for("rewrite", "::1", 3000) == "[::1]:3000"
+    with pytest.raises(ValueError, match="--host-header"):
+        host_header_for("a b", "127.0.0.1", 3000)

@@ -283,3 +283,16 @@ def test_body_limit_and_tunnel_concurrency(local_app: RunningServer, client: htt
     finally:
         agent.stop()
         gateway.stop()
+
+
+def test_host_header_rewrite_reaches_the_local_app(local_app: RunningServer, client: httpx.Client) -> None:
+    """`tunnel up --host-header rewrite` sends the local address as Host, for dev servers that check it;
+    the public host still travels as X-Forwarded-Host."""
+    running = start_tunnel(["up", str(local_app.port), "--gateway-port", "0", "--host-header", "rewrite"])
+    try:
+        echo = client.get(f"{running.url}/echo").json()
+        headers = {k.lower(): v for k, v in echo["headers"]}
+        assert headers["host"] == f"127.0.0.1:{local_app.port}"
+        assert headers["x-forwarded-host"] == httpx.URL(running.url).netloc.decode()
+    finally:
+        assert running.stop() == 0
