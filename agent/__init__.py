@@ -61,6 +61,7 @@ _EXPORTS = {
         "reconnect_delays",
         "run_agent",
     ],
+    "local_pool": ["ShardedTransport"],
     "relay": ["BrokenOff", "Relay", "StreamStop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",

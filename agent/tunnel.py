@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.forward import forward, stream_forward
+from agent.local_pool import ShardedTransport
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
 from transport.errors import LocalProtocolError, ProtocolError
@@ -335,14 +336,12 @@ class Agent:
         async with contextlib.AsyncExitStack() as stack:
             client = self._client
             if client is None:
-                concurrency = self.config.concurrency
                 client = await stack.enter_async_context(
                     httpx.AsyncClient(
                         timeout=self.config.request_timeout,
                         follow_redirects=False,
-                        limits=httpx.Limits(
-                            max_connections=concurrency, max_keepalive_connections=concurrency
-                        ),
+                        # As many connections as requests forwarded at once, in small pools (see there).
+                        transport=ShardedTransport(self.config.concurrency),
                         # The local app is on this machine: HTTP_PROXY and friends must not apply.
                         trust_env=False,
                     )

@@ -10,6 +10,7 @@ Statuses follow DESIGN.md, "Gateway behaviour".
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import html
@@ -463,12 +464,7 @@ class Gateway:
             return error_page(
                 502, "Agent unreachable", "The agent cannot take a streamed request body.", request_id
             )
-        config = RewriteConfig(
-            prefix=prefix,
-            public_origin=public_origin,
-            upstream_origin=connection.local_origin or _UNKNOWN_ORIGIN,
-            tunnel_id=tunnel_id,
-        )
+        config = _rewrite_config(prefix, public_origin, connection.local_origin or _UNKNOWN_ORIGIN, tunnel_id)
         upstream = rewrite_request(
             request.method, request.target, request.headers, config, client_ip=request.client_ip
         )
@@ -633,6 +629,14 @@ class Gateway:
     def cleanup(self) -> CleanupReport:
         """Remove expired records (the scheduled cleanup); DynamoDB's TTL does the rest, later."""
         return self.store.cleanup()
+
+
+@functools.lru_cache(maxsize=1024)
+def _rewrite_config(prefix: str, public_origin: str, upstream_origin: str, tunnel_id: str) -> RewriteConfig:
+    """A tunnel's rewriting configuration, built once per tunnel and origin rather than per request."""
+    return RewriteConfig(
+        prefix=prefix, public_origin=public_origin, upstream_origin=upstream_origin, tunnel_id=tunnel_id
+    )
 
 
 def _valid_tunnel_id(value: str) -> bool:

@@ -63,10 +63,22 @@ def chunk_payload_size(max_message_bytes: int = MAX_MESSAGE_BYTES) -> int:
     return size
 
 
-def _encoded_size(message: Chunkable) -> int:
+# The JSON of a head around its strings: type tag, field names, quotes, status, timestamp, a manifest.
+_HEAD_OVERHEAD: Final = 512
+
+
+def _encoded_size(message: Chunkable, limit: int) -> int:
+    """The size of the message's frame, or a bound on it that is at most `limit` (then it fits)."""
+    body = 4 * ((len(message.body) + 2) // 3)
+    strings = sum(len(name) + len(value) + 8 for name, value in message.headers)
+    if isinstance(message, HttpRequest):
+        strings += len(message.uri) + len(message.method)
+    # JSON escapes a character in at most 6 (\uXXXX): a bound that fits needs no encoding to measure.
+    if body + 6 * strings + _HEAD_OVERHEAD <= limit:
+        return body + 6 * strings + _HEAD_OVERHEAD
     # Measure without the body, then add its base64 length: cheaper than encoding 20 MB to measure it.
     bare = dataclasses.replace(message, body=b"")
-    return len(encode_frame(bare)) + 4 * ((len(message.body) + 2) // 3)
+    return len(encode_frame(bare)) + body
 
 
 def split_message(
@@ -92,7 +104,7 @@ def split_message(
     if isinstance(message, HttpRequest | HttpResponse):
         if message.body_manifest is not None:
             raise LocalProtocolError("the protocol adds body manifests itself", field="body_manifest")
-        size = _encoded_size(message)
+        size = _encoded_size(message, max_message_bytes)
     else:
         size = len(encode_frame(message))
     if size <= max_message_bytes:
