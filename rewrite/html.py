@@ -23,6 +23,7 @@ from rewrite.config import RewriteConfig
 from rewrite.csp import allow_script_hash
 from rewrite.css import rewrite_css
 from rewrite.headers import rewrite_refresh
+from rewrite.html_source import rewrite_source
 from rewrite.inject import CONTEXT_SCRIPT_ID, context_script_hash, place_context_script
 from rewrite.js import rewrite_js
 from rewrite.result import Rewrite, RewriteResult, Skipped
@@ -87,8 +88,12 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
     """
     if config.strategy == "none":
         return RewriteResult(document)
-    tree = LexborHTMLParser(document)
     is_document = _DOCUMENT_MARKER.search(document) is not None
+    if config.strategy == "full":
+        done = rewrite_source(document, config, is_document=is_document)
+        if done is not None:
+            return done
+    tree = LexborHTMLParser(document)
     rewrites: list[Rewrite] = []
     skipped: list[Skipped] = []
     if config.strategy == "base":

@@ -40,7 +40,9 @@ def absolute_path_pattern(prefix: str) -> str:
     if not prefix:
         return r"(?!)"  # host mode: no path ever changes
     rest = regex_escape(prefix[1:])
-    return rf"/(?![/\\])(?!{rest}(?:[/?#\"\s]|$))"
+    # After the prefix: "/", "?", "#", or the end of the value, trailing whitespace aside ("/abc123 x" is
+    # a path segment "abc123 x", not under the prefix).
+    return rf"/(?![/\\])(?!{rest}(?:[/?#]|[ \t\n\r\f]*+(?:\"|$)))"
 
 
 def to_public_url(url: str, config: RewriteConfig) -> str | None:

@@ -1,0 +1,813 @@
+"""Rewrite the URLs of an HTML document in its own source text, without a parse and serialise round trip.
+Pure; `rewrite.html` calls it first and falls back to the tree rewriter where it declines.
+
+One scan with the standard library's `re` tokenises the page as the HTML Standard's tokenizer does (tags,
+attributes in any quoting, comments, raw-text and RCDATA elements) and stops only where there is work:
+before the value of a URL attribute whose absolute path needs the prefix, before a value that needs a
+closer look (`srcset`, a `style` naming a URL, `ping`, a value with a character reference or naming an
+origin), and at the elements that need structure (`<script>`, `<style>`, `<meta>`, `<object>`, raw-text
+elements, `<svg>` and `<math>`). `findall` hands the page back cut at those stops, so every byte between
+them is copied as it was, and the common case, prefixing a path, is a table look-up on the cut's head
+with no Python step per URL. `srcset` values are prefixed in one batch scan of their own and plain
+`style` values in another; whatever is not plain goes through `rewrite_css`.
+
+The pass declines (returns None) where working on the source could disagree with a browser's parse:
+foreign content (SVG, MathML) that holds raw-text elements, CDATA sections, comments or nested foreign
+roots, a script that hides its end tag in an escaped comment, a page holding NUL.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from html.entities import html5
+from itertools import chain, compress
+from operator import itemgetter
+
+from rewrite.config import RewriteConfig
+from rewrite.csp import allow_script_hash
+from rewrite.css import rewrite_css
+from rewrite.headers import rewrite_refresh
+from rewrite.inject import CONTEXT_SCRIPT_ID, context_script, context_script_hash
+from rewrite.js import rewrite_js
+from rewrite.result import Rewrite, RewriteResult, Skipped
+from rewrite.urls import to_public_url
+
+__all__: list[str] = []  # rewrite.html's helper: nothing here is public
+
+# Why `re` and not `regex`, unlike the rest of the package: on this scan the standard engine is about three
+# times faster, and the scan needs no timeout. Every quantifier is possessive, bounded or a lazy scan to a
+# fixed end, so no match backtracks, and from every place a match starts at one of its branches matches
+# (see _main_pattern), so findall never retries a position; a length check on the result backs that up.
+# The CSS and JavaScript rewriters called from here keep using `regex` with its timeouts.
+
+_W = r"[\t\n\f\r ]"  # whitespace as the tokenizer sees it (CR too: the input stream is not normalised)
+_TEXT = r"[^<]*+"
+_NAME = r"[^\t\n\f\r />][^\t\n\f\r />=]*+"  # an attribute name: up to whitespace, "/", ">" or "="
+_NAME_END = r"(?![^\t\n\f\r />=])"
+_TAG_END = r"(?![^\t\n\f\r />])"  # a tag name ends at whitespace, "/" or ">"
+_VALUE = r"""(?: "[^"]*+"?+ | '[^']*+'?+ | [^\t\n\f\r >]*+ )"""
+_ATTRIBUTE = rf"{_NAME} (?: {_W}*+ = {_W}*+ {_VALUE} )?+"
+_ANY_ATTRIBUTES = rf"(?: [\t\n\f\r /]++ | {_ATTRIBUTE} )*+"
+_COMMENT = r"<!--(?: -?> | [\s\S]*? (?: --!?> | \Z ) )"  # "<!-->" and "<!--->" are whole comments
+
+# Attributes whose value is one URL (HTML Standard, "Attributes" index, plus the obsolete ones browsers
+# still fetch: background, longdesc, lowsrc); `data` counts only on <object>, an element handled whole.
+_URL_NAMES = "href|src|action|formaction|poster|cite|background|manifest|longdesc|lowsrc|xlink:href"
+_LIST_NAMES = "srcset|imagesrcset|style|ping"
+# Elements handled whole: script data, RAWTEXT and RCDATA elements, foreign content roots (all up to
+# their end tag), and elements whose attributes need structure.
+_WHOLE = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes", "svg", "math")
+_SPECIAL_TAGS = (
+    r"s(?:cript|tyle|vg) | t(?:itle|extarea) | xmp | iframe | no(?:embed|frames) | plaintext | meta | math"
+    r" | object"
+)
+_CSS_HINT = r"(?i: url\( | image-set\( | @import ) | &"
+
+
+def _whole_element(name: str) -> str:
+    return (
+        rf"(?i:{name}){_TAG_END}{_ANY_ATTRIBUTES}"
+        rf"(?: > [\s\S]*? (?: </(?i:{name})(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > | \Z ) | \Z ) | \Z )"
+    )
+
+
+_ELEMENT = (
+    "< (?: "
+    + " | ".join(_whole_element(name) for name in _WHOLE)
+    + rf""" | (?i:plaintext){_TAG_END} [\s\S]*+
+            | (?i:meta|object){_TAG_END} {_ANY_ATTRIBUTES} (?: > | \Z ) ) {_TEXT}"""
+)
+
+
+@lru_cache(maxsize=64)
+def _main_pattern(prefix: str, origins: bool) -> re.Pattern[str]:
+    """The scan for one prefix ("" in host mode); `origins` stops at values that may name an origin.
+
+    Each match is one cut of the page, as four groups:
+
+    - chunk: markup that needs nothing, up to a stop;
+    - head and value: an attribute stopped at. A head that ends in "/" (`href="/`) is a path to prefix;
+      any other (`srcset="`, `href="` before `&#47;...`) hands its value to Python. The value runs up to
+      the closing quote, which the next chunk starts with;
+    - kept: a whole element (`<script>...</script>` and the text after it), or an attribute that only
+      looked as if it needed work (`src="https://...`, up to its closing quote).
+
+    Every chunk starts where the one before stopped: at the start, after a value (on its closing quote,
+    or the whitespace or ">" after it) or after an element (on "<" or at the end). From each of those
+    places one of the branches below matches, so findall never skips a byte.
+    """
+    rest = re.escape(prefix[1:])
+    n = len(prefix)
+    url_attribute = rf"(?i:{_URL_NAMES}){_NAME_END}{_W}*+={_W}*+"
+    # A path to prefix: "/" then neither "/" nor "\" (those name a host), no character reference early
+    # enough to change that or the prefix test, and not the prefix already, followed by the value's end
+    # (trailing whitespace aside), "/", "?" or "#" (urls.is_prefixed).
+    dq = rf"""(?![/\\])(?![^"&]{{0,{n}}}&)(?!{rest}(?:[/?#]|{_W}*+(?:"|\Z)))"""
+    sq = rf"""(?![/\\])(?![^'&]{{0,{n}}}&)(?!{rest}(?:[/?#]|{_W}*+(?:'|\Z)))"""
+    uq = rf"""(?![/\\])(?![^\t\n\f\r >&]{{0,{n}}}&)(?!{rest}(?:[/?#\t\n\f\r >]|\Z))"""
+    fast = rf""" "/{dq} | '/{sq} | /{uq} |""" if prefix else ""
+    # Values Python decodes and maps: leading whitespace or "&", an early "&", maybe an origin.
+    origin = r"| (?:[a-zA-Z][a-zA-Z0-9+.-]*+:)?+//" if origins else ""
+    closer_dq = rf"""[&\t\n\f\r ] | /[^"&]{{0,{n}}}& {origin}"""
+    closer_sq = rf"""[&\t\n\f\r ] | /[^'&]{{0,{n}}}& {origin}"""
+    closer_uq = rf"""& | /[^\t\n\f\r >&]{{0,{n}}}& {origin}"""
+    # A style value worth a look names url(), image-set() or @import, or holds a character reference.
+    hint_dq = rf"""(?: [^"&@uUiI]++ | (?!{_CSS_HINT})[@uUiI] )*+ [&@uUiI]"""
+    hint_sq = rf"""(?: [^'&@uUiI]++ | (?!{_CSS_HINT})[@uUiI] )*+ [&@uUiI]"""
+    hint_uq = rf"""(?: [^"'\t\n\f\r >&@uUiI]++ | (?!{_CSS_HINT})[@uUiI] )*+ [&@uUiI]"""
+    lists = (
+        rf"""
+        | (?i:srcset|imagesrcset){_NAME_END}{_W}*+={_W}*+ (?: "(?=[^"]) | '(?=[^']) | (?=[^"'\t\n\f\r >]) )
+        | (?i:style){_NAME_END}{_W}*+={_W}*+ (?: "(?={hint_dq}) | '(?={hint_sq}) | (?={hint_uq}) )
+        | (?i:ping){_NAME_END}{_W}*+={_W}*+ ["']?+"""
+        if prefix or origins
+        else ""
+    )
+    closer = rf"""(?: "(?={closer_dq}) | '(?={closer_sq}) | (?={closer_uq}) )"""
+    head = rf"""(?: {url_attribute} (?: {fast} {closer} ) {lists} )"""
+    value = r"""(?<="/)[^"]*+ | (?<='/)[^']*+ | (?<=")[^"]*+ | (?<=')[^']*+ | [^\t\n\f\r >]*+"""
+    kept_attribute = rf"""{_NAME} (?: {_W}*+ = {_W}*+ (?: "[^"]*+ | '[^']*+ | [^\t\n\f\r >]*+ ) )?+"""
+    suspicious = r"""[/&\t\n\f\r ]""" + (r"| [a-zA-Z][a-zA-Z0-9+.-]*+: | //" if origins else "")
+    # The attributes of a tag, up to one that may need work. Most names are taken at once unless their
+    # value looks like a path, a reference or an origin; srcset, style and ping are never taken.
+    attributes = rf"""(?: [\t\n\f\r /]++
+        | (?![sS][rR][cC][sS] | [sS][tT][yY] | [pP][iI][nN][gG] | [iI][mM][aA][gG][eE][sS])
+            {_NAME} (?: =(?!["']?+(?:{suspicious})){_VALUE} | (?!{_W}*+=) )
+        | (?=[^\t\n\f\r />]) (?!(?i:{_URL_NAMES}|{_LIST_NAMES}){_NAME_END}) {_ATTRIBUTE} )*+"""
+    markup = rf"""(?: < (?: /[a-zA-Z][^\t\n\f\r />]*+ > {_TEXT}
+        | (?!(?=[stxinpmoSTXINPMO])(?i:{_SPECIAL_TAGS}){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+ {attributes}
+            (?: > {_TEXT} | \Z )?+
+        | / (?: [a-zA-Z][^\t\n\f\r />]*+ {_ANY_ATTRIBUTES} (?: > | \Z ) | [^>]*+ >?+ ) {_TEXT}
+        | {_COMMENT[1:]} {_TEXT}
+        | [!?] [^>]*+ >?+ {_TEXT}
+        | (?![a-zA-Z!?/]) {_TEXT} ) )*+"""
+    start = rf"""(?: \A {_TEXT} | (?!<) ["']?+ {attributes} (?: > {_TEXT} | \Z )?+ )?+"""
+    pattern = rf"""({start} {markup}) (?: ({head}) ({value}) | ({_ELEMENT} | {kept_attribute}) | \Z )"""
+    return re.compile(pattern, re.VERBOSE)
+
+
+# One image candidate of a `srcset` (HTML Standard, "parse a srcset attribute"): a URL is a run of
+# non-whitespace whose trailing commas end the candidate; otherwise descriptors follow, up to a comma
+# outside parentheses. NUL separates the values of a batch (a page holding NUL is declined).
+_SRCSET_URL = r"[^\t\n\f\r \x00]"
+_SRCSET_DESCRIPTORS = r"(?: (?<=,) | [^,(\x00]*+ (?: \( [^)\x00]*+ \)?+ [^,(\x00]*+ )*+ )"
+
+
+@lru_cache(maxsize=64)
+def _srcset_pattern(prefix: str) -> re.Pattern[str]:
+    """Cuts NUL-joined `srcset` values right after each "/" that starts a path needing `prefix`."""
+    rest = re.escape(prefix[1:])
+    needs = rf"(?![/\\])(?!{rest}(?:[/?#]|,*+(?:[\t\n\f\r \x00]|\Z)))"
+    pattern = rf"""(?: (?<=/) {_SRCSET_URL}*+ {_SRCSET_DESCRIPTORS} )?+
+        (?: [\t\n\f\r ,\x00]*+ (?!/{needs}) {_SRCSET_URL}++ {_SRCSET_DESCRIPTORS} )*+
+        [\t\n\f\r ,\x00]*+ (?: /(?={needs}) | \Z )"""
+    return re.compile(pattern, re.VERBOSE)
+
+
+def _prefix_srcset(values: str, prefix: str) -> str:
+    """Prefix the absolute path of every image candidate in NUL-joined `srcset` values."""
+    if not prefix:
+        return values
+    cuts = _srcset_pattern(prefix).findall(values + "\x00")
+    cuts.pop()  # findall's empty match at the end, after the sentinel
+    return (prefix[1:] + "/").join(cuts)[:-1]
+
+
+_SRCSET_CANDIDATE = re.compile(rf"[\t\n\f\r ,\x00]*+ ({_SRCSET_URL}++) {_SRCSET_DESCRIPTORS}", re.VERBOSE)
+
+
+def _rewrite_srcset(value: str, config: RewriteConfig) -> str:
+    """Map every image candidate of one decoded `srcset` value, origins included."""
+    value = _prefix_srcset(value, config.prefix)
+    if "//" not in value:
+        return value
+    pieces: list[str] = []
+    done = 0
+    for match in _SRCSET_CANDIDATE.finditer(value):
+        start, end = match.span(1)
+        url = value[start:end].rstrip(",")
+        if not url.startswith("/") or url.startswith("//"):
+            mapped = to_public_url(url, config)
+            if mapped is not None:
+                pieces += [value[done:start], mapped]
+                done = start + len(url)
+    return "".join(pieces) + value[done:] if pieces else value
+
+
+# Plain `style` values in bulk. In a batch without backslashes, comments, image-set(), @import or a
+# quoted url() that opens with whitespace, every url() takes one of the shapes below, and cutting the
+# batch before each path that needs the prefix does what `rewrite_css` does value by value (a property
+# test holds the two together). A batch that holds any of those is flagged and goes to `rewrite_css`.
+_CSS_SPACE = r"[\t\n\x0b\f\r ]"  # what `\s` matches in ASCII for the `regex` module css.py uses
+_CSS_BARE = r"[^\"'()\\\x00-\x20\x7f]"  # what an unquoted url() may hold
+
+
+@lru_cache(maxsize=64)
+def _css_pattern(prefix: str) -> re.Pattern[str]:
+    """Cuts plain NUL-joined CSS before each url() path that needs `prefix`, as (cut, trouble)."""
+    rest = re.escape(prefix[1:])
+    dq = rf"""/(?![/\\])(?!{rest}(?:[/?#]|{_CSS_SPACE}*+"))[^"\n\x00\\]*+"{_CSS_SPACE}*+\)"""
+    sq = rf"""/(?![/\\])(?!{rest}(?:[/?#]|{_CSS_SPACE}*+'))[^'\n\x00\\]*+'{_CSS_SPACE}*+\)"""
+    bare = rf"""/(?![/\\])(?!{rest}(?:[/?#)]|{_CSS_SPACE})){_CSS_BARE}*+{_CSS_SPACE}*+\)"""
+    url = rf"(?<=[uU][rR][lL])\({_CSS_SPACE}*+"
+    stop = rf"""{url}(?:"(?={dq})|'(?={sq})|(?={bare}))"""
+    kept = rf"""{url}(?:"[^"\n\x00\\]*+"|'[^'\n\x00\\]*+'|{_CSS_BARE}++)?+{_CSS_SPACE}*+\)"""
+    image_set = r"(?<=[iI][mM][aA][gG][eE]-[sS][eE][tT])\("
+    trouble = rf"""\\ | /\* | @(?i:import) | {image_set} | {url}["']{_CSS_SPACE}"""
+    pattern = rf"""(
+        (?: (?<=")/[^"\n\x00]*+"?+ | (?<=')/[^'\n\x00]*+'?+ | (?<=[(\t\n\x0b\f\r ])/{_CSS_BARE}*+ )?+
+        (?: [^"'(/@\\\x00]++ | "[^"\n\x00\\]*+"?+ | '[^'\n\x00\\]*+'?+
+          | (?!{stop}|{trouble}) (?: {kept} | \( ) | /(?!\*) | @(?!(?i:import)) | \x00 )*+
+        (?: {stop} | \Z )?+ ) ({trouble})?+"""
+    return re.compile(pattern, re.VERBOSE)
+
+
+def _prefix_css(values: str, prefix: str) -> str | None:
+    """Prefix every url() path of NUL-joined ASCII CSS values, or None when they are not all plain."""
+    cuts = _css_pattern(prefix).findall(values + "\x00")
+    if any(map(itemgetter(1), cuts)):
+        return None
+    cuts.pop()  # findall's empty match at the end, after the sentinel
+    return prefix.join(map(itemgetter(0), cuts))[:-1]
+
+
+# Character references in attribute values (HTML Standard, "character reference state"): numeric ones and
+# named ones ending in ";" always count; a legacy name without ";" before "=" or an alphanumeric does not.
+_CHARACTER_REFERENCE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+
+def _decode_reference(match: re.Match[str]) -> str:
+    text = match.group(0)
+    name = match.group(1)
+    if name[0] == "#" or (name.endswith(";") and name in html5):
+        return html.unescape(text)
+    for length in range(len(name), 1, -1):
+        known = name[:length]
+        if known in html5:
+            after = name[length : length + 1]
+            if not known.endswith(";") and (after == "=" or (after.isascii() and after.isalnum())):
+                return text
+            return html5[known] + name[length:]
+    return text
+
+
+def _decode_attribute(raw: str) -> str:
+    """The value the parser gives an attribute written `raw` (references decoded, CR and NUL handled)."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in raw:
+        raw = _CHARACTER_REFERENCE.sub(_decode_reference, raw)
+    return raw
+
+
+def _encode_attribute(value: str, quote: str) -> str:
+    """`value` written between `quote`s; an unquoted value comes back double-quoted, quotes included."""
+    value = value.replace("&", "&amp;")
+    if quote == "'":
+        return value.replace("'", "&#39;")
+    value = value.replace('"', "&quot;")
+    return value if quote else f'"{value}"'
+
+
+def _quote(head: str) -> str:
+    """The quote a head ends with, or "" before an unquoted value."""
+    last = head[-1:]
+    return last if last in ("'", '"') else ""
+
+
+_JS_TYPES = frozenset(
+    {"", "text/javascript", "application/javascript", "module", "text/ecmascript", "application/ecmascript",
+     "application/x-javascript", "text/jsx", "text/babel"}
+)  # fmt: skip
+# Social and tile metadata that names an absolute URL in `content` (Open Graph, Twitter cards, Windows).
+_META_URL_NAMES = frozenset(
+    {"og:url", "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url", "og:audio",
+     "twitter:image", "twitter:url", "msapplication-tileimage", "msapplication-config"}
+)  # fmt: skip
+_URL_ATTRIBUTES = frozenset(_URL_NAMES.split("|"))
+_STYLE_SEPARATOR = "\n/*\x00*/\n"
+_CSS_URL_HINT = re.compile(r"url\(|image-set\(|@import", re.IGNORECASE)
+_HEAD_NAME = re.compile(_NAME)
+_TAG = re.compile(
+    rf"<(?P<name>[a-zA-Z][^\t\n\f\r />]*+)(?P<attributes>{_ANY_ATTRIBUTES})(?:>|\Z)", re.VERBOSE
+)
+_TAG_ATTRIBUTE = re.compile(
+    rf"""(?P<name>{_NAME}) (?: {_W}*+ = {_W}*+ (?P<value> "[^"]*+"?+ | '[^']*+'?+ | [^\t\n\f\r >]*+ ) )?+""",
+    re.VERBOSE,
+)
+_SCRIPT_START = re.compile(r"<script[\t\n\f\r />]", re.IGNORECASE)
+# What foreign content parses unlike HTML: raw-text elements (plain elements there), CDATA sections; and
+# what could hide where a foreign root ends: comments, nested roots.
+_FOREIGN_TROUBLE = re.compile(
+    r"<(?:script|style|title|textarea|xmp|iframe|noembed|noframes|plaintext|svg|math)[\t\n\f\r />]|<!",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=64)
+def _end_tag(name: str) -> re.Pattern[str]:
+    return re.compile(rf"</{name}(?=[\t\n\f\r />])", re.IGNORECASE)
+
+
+class _NeedsParserError(Exception):
+    """The page needs the tree rewriter: raised where this pass declines."""
+
+
+@dataclass(slots=True)
+class _Job:
+    """One call's settings and findings."""
+
+    config: RewriteConfig
+    origins: bool  # whether the page may name an origin
+    injected: bool = False
+    rewrites: list[Rewrite] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def rewrite_source(document: str, config: RewriteConfig, *, is_document: bool) -> RewriteResult | None:
+    """Rewrite a document in its own source text, or decline so that the tree rewriter does it.
+
+    Args:
+        document: Decoded HTML text, a whole page or a fragment.
+        config: Origins and switches for this response; its strategy is "full".
+        is_document: Whether the page is a document (which gets the context script) or a fragment.
+
+    Returns:
+        The rewritten text (the very same string when nothing changed), what changed and what was left
+        alone; or None.
+    """
+    if "\x00" in document:
+        return None
+    job = _Job(config, _may_name_an_origin(document, config))
+    try:
+        # The cuts, flat: chunk, head, value, kept, chunk, ... (joining a list beats zipping columns).
+        cuts = list(chain.from_iterable(_main_pattern(config.prefix, job.origins).findall(document)))
+        heads, values, kept = cuts[1::4], cuts[2::4], cuts[3::4]
+        job.injected = config.inject_context and is_document and not _holds_context_script(kept)
+        new_heads, new_values, new_kept, grown = _rewrite_cuts(heads, values, kept, job)
+        cuts[1::4], cuts[2::4], cuts[3::4] = new_heads, new_values, new_kept
+        if job.injected:
+            _inject(document, cuts, heads, values, kept, job)
+            grown += len(_script_element(config))
+            job.rewrites.insert(0, Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
+    except _NeedsParserError:
+        return None
+    text = "".join(cuts)
+    if len(text) != len(document) + grown:
+        return None  # the scan skipped a byte: not expected, but never guess
+    if not job.rewrites:
+        return RewriteResult(document, skipped=tuple(job.skipped))
+    return RewriteResult(text, tuple(job.rewrites), tuple(job.skipped))
+
+
+@lru_cache(maxsize=256)
+def _origin_needles(config: RewriteConfig) -> tuple[str, ...]:
+    """Substrings of which at least one appears in any page that names the upstream or public origin."""
+    needles = set()
+    for origin in (*config.upstream_origins, config.public_origin):
+        authority = origin.partition("://")[2]
+        port = authority.rpartition(":")[2] if not authority.endswith("]") and ":" in authority else ""
+        needles.add(f":{port}" if port else authority)
+    return tuple(sorted(needles))
+
+
+def _may_name_an_origin(text: str, config: RewriteConfig) -> bool:
+    """A cheap test that spares the origin checks on most pages."""
+    return any(needle in text for needle in _origin_needles(config))
+
+
+def _rewrite_cuts(
+    heads: list[str], values: list[str], kept: list[str], job: _Job
+) -> tuple[list[str], list[str], list[str], int]:
+    """Do the work at every stop of the scan.
+
+    Returns:
+        The new heads, values and kept parts, and how many characters longer they are.
+    """
+    config = job.config
+    prefix = config.prefix
+    table: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    for head in set(heads):
+        if head.endswith("/"):
+            table[head] = head + prefix[1:] + "/"
+        else:
+            table[head] = head
+            if head:
+                kinds[head] = _HEAD_NAME.match(head).group().lower()  # type: ignore[union-attr]
+    new_heads = list(map(table.__getitem__, heads))
+    stops = list(compress(range(len(heads)), map(kinds.__contains__, heads))) if kinds else []
+    prefixed = len(heads) - heads.count("") - len(stops)
+    grown = prefixed * len(prefix)
+    if prefixed:
+        job.rewrites.append(Rewrite("html url attributes", "/…", f"{prefix}/…", prefixed))
+    new_values = list(values)
+    srcsets: list[int] = []
+    styles: list[int] = []
+    for index in stops:
+        kind = kinds[heads[index]]
+        if kind == "srcset" or kind == "imagesrcset":
+            srcsets.append(index)
+        elif kind == "style":
+            styles.append(index)
+        else:
+            raw = values[index]
+            value = _decode_attribute(raw)
+            new = _rewrite_url_list(value, config) if kind == "ping" else to_public_url(value, config)
+            if new is not None:
+                job.rewrites.append(Rewrite(f"html {kind}", value, new))
+                new_values[index] = _encode_attribute(new, _quote(heads[index]))
+                grown += len(new_values[index]) - len(raw)
+    if srcsets:
+        grown += _rewrite_srcsets(srcsets, heads, new_values, job)
+    if styles:
+        grown += _rewrite_styles(styles, heads, new_values, job)
+    new_kept = list(kept)
+    for index in compress(range(len(kept)), kept):
+        if kept[index][0] == "<":
+            new = _rewrite_element(kept[index], job)
+            grown += len(new) - len(kept[index])
+            new_kept[index] = new
+    return new_heads, new_values, new_kept, grown
+
+
+def _rewrite_srcsets(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
+    """Rewrite every `srcset` and `imagesrcset` of the page, the plain ones in one batch scan."""
+    config = job.config
+    plain = [index for index in indices if "&" not in values[index] and "\r" not in values[index]]
+    old = [values[index] for index in plain]
+    new = _prefix_srcset("\x00".join(old), config.prefix).split("\x00") if old and config.prefix else old
+    if job.origins:
+        new = [_rewrite_srcset(value, config) for value in new]
+    grown = 0
+    changed = 0
+    for index, before, after in zip(plain, old, new, strict=True):
+        if after != before:
+            values[index] = after
+            grown += len(after) - len(before)
+            changed += 1
+    if len(plain) < len(indices):
+        for index in indices:
+            raw = values[index]
+            if "&" in raw or "\r" in raw:
+                value = _decode_attribute(raw)
+                after = _rewrite_srcset(value, config)
+                if after != value:
+                    values[index] = _encode_attribute(after, _quote(heads[index]))
+                    grown += len(values[index]) - len(raw)
+                    changed += 1
+    if changed:
+        job.rewrites.append(Rewrite("html srcset", "/…", f"{config.prefix}/…", changed))
+    return grown
+
+
+def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
+    """Rewrite every `style=""` that names a URL: plain ones in one scan, the rest in one CSS pass."""
+    config = job.config
+    # The scan stopped only at values that name url(), image-set() or @import or hold a reference:
+    # only the latter need decoding and a second look.
+    todo: list[tuple[int, str]] = []
+    for index in indices:
+        value = values[index]
+        if "&" in value or "\r" in value:
+            value = _decode_attribute(value)
+            if not _CSS_URL_HINT.search(value):
+                continue
+        todo.append((index, value))
+    plain = [item for item in todo if item[1].isascii()] if config.prefix and not job.origins else []
+    done: dict[int, str] = {}
+    if plain:
+        new = _prefix_css("\x00".join(value for _, value in plain), config.prefix)
+        if new is not None:
+            done = dict(zip((index for index, _ in plain), new.split("\x00"), strict=True))
+    rest = [item for item in todo if item[0] not in done]
+    if rest:
+        result = rewrite_css(_STYLE_SEPARATOR.join(value for _, value in rest), config)
+        job.skipped.extend(result.skipped)
+        parts = result.text.split(_STYLE_SEPARATOR)
+        if len(parts) != len(rest):  # a value swallowed a separator (an unterminated comment or string)
+            parts = [rewrite_css(value, config).text for _, value in rest]
+        done.update(zip((index for index, _ in rest), parts, strict=True))
+    grown = 0
+    changed = 0
+    for index, value in todo:
+        new_value = done[index]
+        if new_value != value:
+            raw = values[index]
+            values[index] = new_value if raw is value else _encode_attribute(new_value, _quote(heads[index]))
+            grown += len(values[index]) - len(raw)
+            changed += 1
+    if changed:
+        job.rewrites.append(Rewrite("html style attributes", "url(/…)", f"url({config.prefix}/…)", changed))
+    return grown
+
+
+def _rewrite_url_list(value: str, config: RewriteConfig) -> str | None:
+    """Map each URL of a space-separated list (the `ping` attribute)."""
+    urls = value.split()
+    mapped = [to_public_url(url, config) or url for url in urls]
+    return " ".join(mapped) if mapped != urls else None
+
+
+@dataclass(slots=True)
+class _StartTag:
+    """A start tag: its name, its attributes (the first of each name, decoded) and where their values are."""
+
+    name: str
+    end: int  # just after the tag
+    attributes: dict[str, str]
+    spans: dict[str, tuple[int, int, str]]  # name -> (start, end, quote) of the value in the source
+
+
+def _parse_start_tag(text: str, at: int = 0) -> _StartTag | None:
+    match = _TAG.match(text, at)
+    if match is None:
+        return None
+    attributes: dict[str, str] = {}
+    spans: dict[str, tuple[int, int, str]] = {}
+    for attribute in _TAG_ATTRIBUTE.finditer(text, *match.span("attributes")):
+        name = attribute.group("name").lower()
+        if name in attributes:
+            continue  # the parser drops a repeated attribute
+        raw = attribute.group("value")
+        if raw is None:
+            attributes[name] = ""
+            continue
+        quote = raw[:1] if raw[:1] in ("'", '"') else ""
+        start = attribute.start("value") + len(quote)
+        end = attribute.end("value") - (1 if quote and len(raw) > 1 and raw[-1] == quote else 0)
+        attributes[name] = _decode_attribute(text[start:end])
+        spans[name] = (start, end, quote)
+    return _StartTag(match.group("name").lower(), match.end(), attributes, spans)
+
+
+def _holds_context_script(kept: list[str]) -> bool:
+    """Whether one of the page's script elements is the context script (then nothing is injected)."""
+    for part in filter(None, kept):
+        if part[:7].lower() == "<script" and CONTEXT_SCRIPT_ID in part:
+            tag = _parse_start_tag(part)
+            if tag is not None and tag.attributes.get("id") == CONTEXT_SCRIPT_ID:
+                return True
+    return False
+
+
+def _rewrite_element(element: str, job: _Job) -> str:
+    """Rewrite one element the scan kept whole (and the text after it, which stays as it is)."""
+    tag = _parse_start_tag(element)
+    if tag is None:
+        return element
+    changes = {}
+    for name, value in tag.attributes.items():
+        new = _rewrite_attribute(tag.name, name, value, job)
+        if new is not None:
+            changes[name] = new
+    if tag.name == "meta":
+        new = _rewrite_meta(tag.attributes, job)
+        if new is not None:
+            changes["content"] = new
+    content_start = tag.end if element[tag.end - 1 : tag.end] == ">" else len(element)
+    content_end = content_start
+    new_content: str | None = None
+    if tag.name in _WHOLE:
+        found = _end_tag(tag.name).search(element, content_start)
+        content_end = found.start() if found is not None else len(element)
+        content = element[content_start:content_end]
+        if tag.name == "script":
+            new_content = _rewrite_script(tag, content, job)
+        elif tag.name == "style":
+            new_content = _rewritten(rewrite_css(content, job.config), "style", job)
+        elif tag.name in ("svg", "math"):
+            new_content = _rewrite_foreign(content, job)
+    if not changes and new_content is None:
+        return element
+    pieces: list[str] = []
+    done = 0
+    for name, (start, end, quote) in sorted(tag.spans.items(), key=lambda item: item[1][0]):
+        if name in changes:
+            pieces += [element[done:start], _encode_attribute(changes[name], quote)]
+            done = end
+    if new_content is not None:
+        pieces += [element[done:content_start], new_content]
+        done = content_end
+    pieces.append(element[done:])
+    return "".join(pieces)
+
+
+def _rewrite_attribute(tag: str, name: str, value: str, job: _Job) -> str | None:
+    """The new value of one attribute of an element kept whole, or None."""
+    config = job.config
+    if name in _URL_ATTRIBUTES or (name == "data" and tag == "object"):
+        new = to_public_url(value, config)
+    elif name == "srcset" or name == "imagesrcset":
+        new = _rewrite_srcset(value, config)
+        new = None if new == value else new
+    elif name == "style" and _CSS_URL_HINT.search(value):
+        result = rewrite_css(value, config)
+        job.skipped.extend(result.skipped)
+        new = result.text if result.changed else None
+    elif name == "ping":
+        new = _rewrite_url_list(value, config)
+    else:
+        return None
+    if new is not None:
+        job.rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
+    return new
+
+
+def _rewrite_foreign(content: str, job: _Job) -> str | None:
+    """The inside of an <svg> or <math> element, which the scan reads as it reads HTML where foreign
+    content holds nothing that parses otherwise."""
+    if _FOREIGN_TROUBLE.search(content):
+        raise _NeedsParserError
+    cuts = list(chain.from_iterable(_main_pattern(job.config.prefix, job.origins).findall(content)))
+    cuts[1::4], cuts[2::4], cuts[3::4], _ = _rewrite_cuts(cuts[1::4], cuts[2::4], cuts[3::4], job)
+    text = "".join(cuts)
+    return None if text == content else text
+
+
+def _rewritten(result: RewriteResult, where: str, job: _Job) -> str | None:
+    """The rewritten text of a raw-text element, or None when it did not change."""
+    job.skipped.extend(result.skipped)
+    if not result.changed:
+        return None
+    job.rewrites.extend(Rewrite(f"{where} {r.where}", r.before, r.after, r.times) for r in result.rewrites)
+    return result.text
+
+
+def _rewrite_script(tag: _StartTag, content: str, job: _Job) -> str | None:
+    if "<!--" in content and _SCRIPT_START.search(content):
+        # "<!--" then "<script" can put the tokenizer in its double-escaped state, where "</script>" does
+        # not end the element (HTML Standard, "script data double escaped state"): the parser decides.
+        raise _NeedsParserError
+    attributes = tag.attributes
+    if "src" in attributes or attributes.get("id") == CONTEXT_SCRIPT_ID:
+        return None
+    kind = attributes.get("type", "").strip().lower()
+    if kind == "importmap":
+        return _rewrite_import_map(content, job)
+    if kind in _JS_TYPES and job.config.rewrite_js:
+        return _rewritten(rewrite_js(content, job.config), "script", job)
+    return None
+
+
+def _rewrite_import_map(source: str, job: _Job) -> str | None:
+    """Prefix URL-like specifiers and addresses of an import map (HTML Standard, "import maps")."""
+    config = job.config
+    try:
+        import_map = json.loads(source)
+    except ValueError as exc:
+        job.skipped.append(Skipped(f"import map is not JSON: {exc}", "script[type=importmap]", source[:80]))
+        return None
+    if not isinstance(import_map, dict):
+        return None
+    found: list[Rewrite] = []
+
+    def mapped(url: str, where: str) -> str:
+        new = to_public_url(url, config)
+        if new is None:
+            return url
+        found.append(Rewrite(where, url, new))
+        return new
+
+    def remap(mapping: object) -> object:
+        if not isinstance(mapping, dict):
+            return mapping
+        return {
+            mapped(key, "importmap specifier"): mapped(value, "importmap")
+            if isinstance(value, str)
+            else value
+            for key, value in mapping.items()
+        }
+
+    if "imports" in import_map:
+        import_map["imports"] = remap(import_map["imports"])
+    scopes = import_map.get("scopes")
+    if isinstance(scopes, dict):
+        import_map["scopes"] = {
+            mapped(scope, "importmap scope"): remap(inner) for scope, inner in scopes.items()
+        }
+    if not found:
+        return None
+    text = json.dumps(import_map, indent=2 if "\n" in source.strip() else None, ensure_ascii=False)
+    # "</script" inside the JSON would end the element early; JSON lets "/" be written as "\/".
+    text = text.replace("</", "<\\/")
+    return _rewritten(RewriteResult(text, tuple(found)), "script[type=importmap]", job)
+
+
+def _rewrite_meta(attributes: dict[str, str], job: _Job) -> str | None:
+    config = job.config
+    content = attributes.get("content")
+    if not content:
+        return None
+    equiv = attributes.get("http-equiv", "").strip().lower()
+    if equiv == "refresh":
+        new = rewrite_refresh(content, config)
+    elif equiv == "content-security-policy" and job.injected:
+        # The policy applies only to what follows it, but a page may place it first: admit our script.
+        new = allow_script_hash(content, context_script_hash(config))
+    elif (attributes.get("property") or attributes.get("name") or "").strip().lower() in _META_URL_NAMES:
+        new = to_public_url(content, config)
+    else:
+        return None
+    if new is not None:
+        job.rewrites.append(Rewrite("meta[content]", content, new))
+    return new
+
+
+def _script_element(config: RewriteConfig) -> str:
+    # Text in a <script> is raw (HTML Standard, "serializing HTML fragments"): what the browser runs
+    # and hashes is exactly context_script(config).
+    return f'<script id="{CONTEXT_SCRIPT_ID}">{context_script(config)}</script>'
+
+
+def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
+    """What may come before the context script's place; `end` is what may end an unclosed construct."""
+    comment = rf"<!--(?: -?> | [\s\S]*? (?: --!?> {end} ) )"
+    tag = rf"{_TAG_END} {_ANY_ATTRIBUTES} (?: > {end} )"
+    # End tags the parser ignores before <html> and in <head> (HTML Standard, "before html" and "in head"
+    # insertion modes), and bogus comments.
+    ignored = rf"""</ (?: (?!(?i:head|body|html|br|template){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+{tag}
+                        | (?![a-zA-Z]) [^>]*+ (?: > {end} ) )"""
+    prolog = re.compile(rf"(?: {_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored} )*+", re.VERBOSE)
+    html_start = re.compile(rf"<(?i:html){tag}", re.VERBOSE)
+    head_start = re.compile(rf"<(?i:head){tag}", re.VERBOSE)
+    # What a head holds before its first script (HTML Standard, "in head" insertion mode); a <meta> is
+    # captured to see whether it declares the charset.
+    child = re.compile(
+        rf"""{_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored}
+        | (?P<meta> <(?i:meta){tag} )
+        | <(?i:link|base|basefont|bgsound|html|head){tag}
+        | <(?P<raw>(?i:title|style|noframes|noscript|template)){_TAG_END} {_ANY_ATTRIBUTES} >
+            [\s\S]*? (?: </(?P=raw)(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > {end} ) {end} )""",
+        re.VERBOSE,
+    )
+    return prolog, html_start, prolog, head_start, child
+
+
+_HEAD_WALK = _head_patterns(r"| \Z")
+_HEAD_WALK_CLOSED = _head_patterns("")
+
+
+def _context_script_position(text: str) -> int:
+    """Where the context script goes in a page: first in its `<head>` (the one the parser makes when the
+    page has none), after the `<meta>` elements that declare the charset before the first script, so that
+    the declaration stays within the first 1024 bytes (HTML Standard, "prescan a byte stream").
+
+    Raises:
+        _NeedsParserError: The place would be inside something the page leaves open (a comment, a tag).
+    """
+    at = _walk_head(text, _HEAD_WALK)
+    if at != _walk_head(text, _HEAD_WALK_CLOSED):
+        raise _NeedsParserError
+    return at
+
+
+def _walk_head(text: str, patterns: tuple[re.Pattern[str], ...]) -> int:
+    *starts, child_pattern = patterns
+    at = 0
+    for start in starts:
+        found = start.match(text, at)
+        if found is not None:
+            at = found.end()
+    anchor = at
+    while (child := child_pattern.match(text, at)) is not None and child.end() > at:
+        at = child.end()
+        if child.group("meta") is not None:
+            tag = _parse_start_tag(child.group("meta"))
+            attributes = tag.attributes if tag is not None else {}
+            if "charset" in attributes or attributes.get("http-equiv", "").strip().lower() == "content-type":
+                anchor = at
+    return anchor
+
+
+def _inject(
+    document: str, cuts: list[str], heads: list[str], values: list[str], kept: list[str], job: _Job
+) -> None:
+    """Put the context script into the cut where its place in the page falls (`heads`, `values` and
+    `kept` are the cuts as they came, `cuts` as rewritten).
+
+    The place is found in the page as it came, near its start, and falls between two tags: inside a
+    chunk (chunks never change), or around a kept element (before it, or after a charset <meta> and
+    before the text after it, which never changes either).
+    """
+    at = _context_script_position(document)
+    script = _script_element(job.config)
+    position = 0
+    for row, old in enumerate(kept):
+        index = 4 * row
+        chunk = cuts[index]
+        if position + len(chunk) >= at:
+            cuts[index] = chunk[: at - position] + script + chunk[at - position :]
+            return
+        position += len(chunk) + len(heads[row]) + len(values[row])
+        if old and position + len(old) >= at:
+            new = cuts[index + 3]
+            cut = 0 if at == position else len(new) - (len(old) - (at - position))
+            cuts[index + 3] = new[:cut] + script + new[cut:]
+            return
+        position += len(old)
+    raise _NeedsParserError  # not reached: the place is always inside the page
