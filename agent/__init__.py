@@ -20,6 +20,8 @@ _EXPORTS = {
         "event_printer",
         "format_event",
         "host_header_for",
+        "port_number",
+        "port_or_zero",
         "run_agent_until_stopped",
     ],
     "cli": ["DemoSettings", "build_parser", "main", "run_demo"],

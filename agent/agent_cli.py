@@ -29,6 +29,8 @@ __all__ = [
     "event_printer",
     "format_event",
     "host_header_for",
+    "port_number",
+    "port_or_zero",
     "run_agent_until_stopped",
 ]
 
@@ -71,7 +73,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("port", metavar="PORT", type=_port, help="local port of the app to expose")
+    parser.add_argument("port", metavar="PORT", type=port_number, help="local port of the app to expose")
     parser.add_argument(
         "--endpoint", metavar="URL", help="the gateway's WebSocket URL, ws://... or wss://... (required)"
     )
@@ -282,11 +284,21 @@ def agent_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port from 1 to 65535."""
+    return _port(text, lowest=1)
+
+
+def port_or_zero(text: str) -> int:
+    """An argparse type: a TCP port, or 0 for any free one."""
+    return _port(text, lowest=0)
+
+
+def _port(text: str, *, lowest: int) -> int:
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
+    if not lowest <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
     return port

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from agent.agent_cli import add_agent_arguments, agent_command
+from agent.agent_cli import add_agent_arguments, agent_command, port_or_zero
 from agent.demo import DemoProxy
 from agent.package import add_package_arguments, package_command
 from agent.serve_cli import add_serve_arguments, add_up_arguments, serve_command, up_command
@@ -49,13 +49,13 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "upstream_port",
         metavar="PORT",
         nargs="?",
-        type=_port,
+        type=port_or_zero,
         default=3000,
         help="local port of the app to expose (default 3000); the sample app is started there if it is free",
     )
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port_or_zero,
         default=8080,
         help="port the proxy listens on, 0 for any free one (default 8080)",
     )
@@ -290,16 +290,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return port
 
 
 if __name__ == "__main__":

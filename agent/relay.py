@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 from lambda_app.app import Exchange, Gateway, PublicResponse, StreamMessage, error_page
+from lambda_app.asgi import Receive, Send
 from lambda_app.records import ErrorOutcome, ResponseOutcome
 from transport.base import AsyncTransport
 from transport.chunking import BodyAssembler
@@ -38,8 +38,6 @@ __all__ = ["BrokenOff", "Relay", "StreamStop"]
 
 _log = logging.getLogger("agent.relay")
 
-_Receive = Callable[[], Awaitable[dict[str, Any]]]
-_Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Bodies gathered for rewriting above this size are rewritten in a worker thread, off the event loop.
 _REWRITE_INLINE_BYTES: Final = 64 * 1024
@@ -128,7 +126,7 @@ class Relay:
 
     # -- the request body --------------------------------------------------------------------------------
 
-    async def pump_upload(self, receive: _Receive, limit: int) -> None:
+    async def pump_upload(self, receive: Receive, limit: int) -> None:
         """Send the public request's body to the agent as it arrives, within the flow-control window.
 
         Ends the stream with `BodyEnd`; stops the exchange when the client goes away or the body grows
@@ -158,7 +156,7 @@ class Relay:
                 await self._send(writer.end())
                 return
 
-    async def watch_client(self, receive: _Receive) -> None:
+    async def watch_client(self, receive: Receive) -> None:
         """Wait for the client to go away, once its request body was read, and stop the exchange then."""
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -166,7 +164,7 @@ class Relay:
 
     # -- the answer --------------------------------------------------------------------------------------
 
-    async def answer(self, send: _Send) -> PublicResponse | None:
+    async def answer(self, send: Send) -> PublicResponse | None:
         """Wait for the agent's answer and relay it.
 
         Returns:
@@ -234,7 +232,7 @@ class Relay:
                 return self._interrupted(event)
 
     async def _relay(
-        self, send: _Send, status: int, headers: list[tuple[str, str]], prefix: bytes, reader: StreamReader
+        self, send: Send, status: int, headers: list[tuple[str, str]], prefix: bytes, reader: StreamReader
     ) -> None:
         """Pass a streamed body on to the public response, acknowledging what the client took."""
         raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]

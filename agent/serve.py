@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
@@ -25,6 +25,7 @@ import uvicorn
 
 from agent.relay import BrokenOff, Relay, StreamStop
 from lambda_app.app import Exchange, Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page
+from lambda_app.asgi import Receive, Send, read_body
 from lambda_app.auth import Authenticator, AuthError
 from lambda_app.records import Outcome, ResponseOutcome
 from lambda_app.store_memory import MemoryStore
@@ -57,8 +58,6 @@ _INLINE_BODY_BYTES: Final = 64 * 1024
 ServerEvent = dict[str, Any]
 
 _Scope = dict[str, Any]
-_Receive = Callable[[], Awaitable[dict[str, Any]]]
-_Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,7 @@ class _Waiter:
 class _AsgiWebSocket:
     """The agent's connection as `LocalTransport` sees it: sends go out as ASGI messages."""
 
-    def __init__(self, send: _Send) -> None:
+    def __init__(self, send: Send) -> None:
         self._send = send
 
     async def send(self, message: str | Iterable[str]) -> None:
@@ -154,7 +153,7 @@ class SelfHostedGateway:
         self._relays: dict[RequestId, Relay] = {}
         self._in_flight: collections.Counter[TunnelId] = collections.Counter()
 
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def __call__(self, scope: _Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._public(scope, receive, send)
@@ -165,7 +164,7 @@ class SelfHostedGateway:
 
     # -- agents ------------------------------------------------------------------------------------------
 
-    async def _websocket(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _websocket(self, scope: _Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         if self._tunnel_named(scope, headers):
             # A public WebSocket for a tunnel: the tunnel protocol carries HTTP exchanges only.
@@ -212,7 +211,7 @@ class SelfHostedGateway:
             if gone is not None:
                 self._emit({"event": "agent_disconnected", "tunnel_id": gone.tunnel_id})
 
-    async def _read_agent(self, connection_id: ConnectionId, receive: _Receive) -> None:
+    async def _read_agent(self, connection_id: ConnectionId, receive: Receive) -> None:
         """Feed the agent's frames to the gateway logic until it disconnects."""
         while True:
             message = await receive()
@@ -236,7 +235,7 @@ class SelfHostedGateway:
                 except TransportError:
                     return
 
-    async def _refuse(self, receive: _Receive, send: _Send, page: PublicResponse) -> None:
+    async def _refuse(self, receive: Receive, send: Send, page: PublicResponse) -> None:
         """Answer a WebSocket upgrade with an HTTP error page instead of accepting it."""
         await receive()  # websocket.connect
         raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in page.headers]
@@ -258,7 +257,7 @@ class SelfHostedGateway:
 
     # -- the public ----------------------------------------------------------------------------------------
 
-    async def _public(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _public(self, scope: _Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
         started = False
 
@@ -281,7 +280,7 @@ class SelfHostedGateway:
             await _respond(send, response, head_only=scope["method"] == "HEAD")
 
     async def _answer(
-        self, scope: _Scope, receive: _Receive, send: _Send, request_id: RequestId
+        self, scope: _Scope, receive: Receive, send: Send, request_id: RequestId
     ) -> PublicResponse | None:
         """The answer to a public request; None when it was streamed to `send` already."""
         headers = _headers(scope)
@@ -299,7 +298,7 @@ class SelfHostedGateway:
         # A body too big for one message streams to an agent that can take it; any other is read first.
         stream_body = _big_body(headers) and self.gateway.streams_bodies(request)
         if not stream_body:
-            body = await _read_body(receive, self.config.body_limit)
+            body = await read_body(receive, self.config.body_limit)
             if body is None:
                 return self.gateway.too_large(request_id)
             request = dataclasses.replace(request, body=body)
@@ -321,7 +320,7 @@ class SelfHostedGateway:
                 del self._in_flight[tunnel_id]
 
     async def _relay(
-        self, exchange: Exchange, receive: _Receive, send: _Send, stream_body: bool
+        self, exchange: Exchange, receive: Receive, send: Send, stream_body: bool
     ) -> PublicResponse | None:
         """An exchange with an agent that streams: the answer comes through its connection, not the store."""
         relay = Relay(self.gateway, exchange, self.transport, response_timeout=self.config.response_timeout)
@@ -343,7 +342,7 @@ class SelfHostedGateway:
             if not relay.finished:
                 await relay.abandon("the gateway gave up on this request")
 
-    async def _client_side(self, relay: Relay, receive: _Receive, stream_body: bool) -> None:
+    async def _client_side(self, relay: Relay, receive: Receive, stream_body: bool) -> None:
         """Pump the request body to the agent (when it streams), then watch for the client leaving."""
         if stream_body:
             await relay.pump_upload(receive, self.config.body_limit)
@@ -424,30 +423,13 @@ def _client_ip(scope: _Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-async def _read_body(receive: _Receive, limit: int) -> bytes | None:
-    """The request body, or None once it grows past `limit` (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(send: _Send, response: PublicResponse, *, head_only: bool) -> None:
+async def _respond(send: Send, response: PublicResponse, *, head_only: bool) -> None:
     raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
     await send({"type": "http.response.start", "status": response.status, "headers": raw})
     await send({"type": "http.response.body", "body": b"" if head_only else response.body})
 
 
-async def _lifespan(receive: _Receive, send: _Send) -> None:
+async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

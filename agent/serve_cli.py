@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agent.agent_cli import add_host_header_argument, event_printer, host_header_for
+from agent.agent_cli import add_host_header_argument, event_printer, host_header_for, port_or_zero
 from agent.serve import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_TUNNEL_CONCURRENCY,
@@ -101,7 +101,7 @@ def _add_gateway_arguments(parser: argparse.ArgumentParser, *, port_flag: str) -
         port_flag,
         dest="gateway_port",
         metavar="N",
-        type=_port,
+        type=port_or_zero,
         default=8080,
         help="port of the gateway, public HTTP and agents alike; 0 for any free one (default 8080)",
     )
@@ -154,7 +154,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `tunnel up` to its subparser."""
-    parser.add_argument("port", metavar="PORT", type=_port, help="local port of the app to expose")
+    parser.add_argument("port", metavar="PORT", type=port_or_zero, help="local port of the app to expose")
     _add_gateway_arguments(parser, port_flag="--gateway-port")
     parser.add_argument("--local-host", default="127.0.0.1", help="host of the local app (default 127.0.0.1)")
     add_host_header_argument(parser)
@@ -487,13 +487,3 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return port

@@ -27,6 +27,7 @@ from lambda_app.app import (
     error_page,
     new_tunnel_id,
 )
+from lambda_app.asgi import Receive, Send, read_body
 from lambda_app.auth import (
     Authenticator,
     AuthError,
@@ -150,11 +151,13 @@ __all__ = [
     "Principal",
     "PublicRequest",
     "PublicResponse",
+    "Receive",
     "RemoteJwks",
     "ResponseOutcome",
     "RouteKey",
     "Runtime",
     "ScheduledEvent",
+    "Send",
     "Settings",
     "SharedTokenVerifier",
     "StaticJwks",
@@ -184,6 +187,7 @@ __all__ = [
     "parse_event",
     "parse_jwks",
     "read_aws_secret",
+    "read_body",
     "request_context",
     "reset_runtime",
     "run_emulate",

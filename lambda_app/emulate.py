@@ -39,6 +39,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from lambda_app.asgi import Receive, Send, read_body
+
 __all__ = [
     "FRAME_LIMIT",
     "HTTP_API_PAYLOAD_LIMIT",
@@ -552,28 +554,9 @@ def _split_message(data: str | bytes, limit: int) -> str | bytes | list[str] | l
 # --- ASGI plumbing ----------------------------------------------------------------------------------------
 
 _Scope = dict[str, Any]
-_Receive = Callable[[], Awaitable[dict[str, Any]]]
-_Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-async def _read_body(receive: _Receive, limit: int) -> bytes | None:
-    """The request body, or None once it grows past `limit` (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(send: _Send, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+async def _respond(send: Send, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
     raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     raw.append((b"content-length", str(len(body)).encode("ascii")))
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -581,7 +564,7 @@ async def _respond(send: _Send, status: int, headers: Sequence[tuple[str, str]],
 
 
 async def _respond_json(
-    send: _Send, status: int, document: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()
+    send: Send, status: int, document: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()
 ) -> None:
     body = json.dumps(document).encode("utf-8")
     await _respond(send, status, [("content-type", "application/json"), *extra], body)
@@ -1015,13 +998,13 @@ class Emulator:
 
     # --- HTTP API ---
 
-    async def _http_app(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _http_app(self, scope: _Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         config = self.config
         request_id = _request_id()
         extra = [("apigw-requestid", request_id)]
-        body = await _read_body(receive, max(HTTP_API_PAYLOAD_LIMIT, config.payload_limit))
+        body = await read_body(receive, max(HTTP_API_PAYLOAD_LIMIT, config.payload_limit))
         if body is None:
             await _respond_json(send, 413, {"message": "Request Entity Too Large"}, extra)
             return
@@ -1068,7 +1051,7 @@ class Emulator:
 
     # --- @connections ---
 
-    async def _management_app(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _management_app(self, scope: _Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         parts = scope["path"].split("/")
@@ -1082,7 +1065,7 @@ class Emulator:
         ):
             await _error(send, 403, "ForbiddenException", "Forbidden")
             return
-        body = await _read_body(receive, self.config.message_limit)
+        body = await read_body(receive, self.config.message_limit)
         record = self._connections.get(parts[3])
         if record is None or record.websocket is None:
             await _error(send, 410, "GoneException", None)
@@ -1133,7 +1116,7 @@ async def _bounded(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) 
         _LOGGER.debug("%s ended with an error", what, exc_info=True)
 
 
-async def _error(send: _Send, status: int, error_type: str, message: str | None) -> None:
+async def _error(send: Send, status: int, error_type: str, message: str | None) -> None:
     # restJson errors: botocore takes the code from x-amzn-ErrorType and the message from the body.
     await _respond_json(
         send,
