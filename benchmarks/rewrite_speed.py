@@ -5,6 +5,8 @@ assets from the installed package and times with `time.perf_counter`; writes not
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gzip
 import os
 import platform
@@ -113,18 +115,34 @@ def _best_of_pairs(
 
 
 def warm_up(all_cases: list[Case]) -> None:
-    """Call every case once, ours and the reference, before anything is timed.
+    """Settle the heap, then call every case once, ours and the reference, before anything is timed.
 
-    A process gets faster at large parses once it has run a few of every kind (the memory allocator
-    settles, it seems): without this, the first case's bare selectolax pass took about twice as long as
-    the same call in later cases. A proxy that has served a few pages is in the warm state, so that is
-    the state measured.
+    A bare selectolax pass over the 1.2 MB page takes about 7 ms when the memory it freed last time is
+    still there to reuse, and about twice that when glibc has handed it back to the kernel and the next
+    parse page-faults it in again, which glibc does whenever nothing else holds the top of the heap.
+    Which of the two a run sees depended on what else the process had done (with the old tree-based
+    rewriter, which parsed the page too, the reference was fast; with the source-level one it was slow).
+    So the heap keeps 64 MB of slack for every case alike (`mallopt(M_TOP_PAD)`, glibc only): each call
+    is measured at its own cost, not at the cost of the kernel's page faults.
     """
+    _keep_heap_slack()
     for case in all_cases:
         with contextlib.suppress(Exception):  # measure() reports the error
             case.ours()
             if case.reference is not None:
                 case.reference()
+
+
+_M_TOP_PAD = -2  # glibc's mallopt parameter number (malloc.h)
+
+
+def _keep_heap_slack(size: int = 64 << 20) -> None:
+    """Ask glibc to keep `size` bytes free at the top of the heap rather than trim it; elsewhere a no-op."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).mallopt(_M_TOP_PAD, size)
 
 
 def measure(case: Case, repeat: int = 7) -> Measurement:
