@@ -1,11 +1,16 @@
 """Find the URLs of an HTML document (attributes, srcset, inline CSS and JS, import maps, meta refresh)
 and point them at the public origin; place the tunnel context script. Pure.
 
-selectolax (lexbor) parses the page and serialises it in the HTML Standard's canonical form: every
-attribute is written `name="value"`, lower-case, with `&`, `"`, `<` and `>` escaped in values, and a raw
-`<` outside comments and raw-text elements always opens a tag. In that form a regex can find attribute
-values exactly, so the bulk of the work, prefixing absolute paths in URL attributes, is one substitution
-done in C rather than a Python step per element. The parser's tree handles what needs structure: scripts,
+Two rewriters, one behaviour. The first, `rewrite.html_source`, works on the page's own source text: one
+scan tokenises it as the HTML Standard's tokenizer does and stops only where there is work, so the output
+is the page as it came with its URLs changed, at a fraction of the cost of a parse. It declines the few
+pages where working on the source could disagree with a browser's parse (raw text inside SVG or MathML,
+a script that hides its end tag in an escaped comment), and the `base` strategy is not its job.
+
+The second, below, is the tree rewriter that handles those. selectolax (lexbor) parses the page and
+serialises it in the HTML Standard's canonical form: every attribute is written `name="value"`,
+lower-case, with `&`, `"`, `<` and `>` escaped in values. In that form a regex finds attribute values, so
+prefixing absolute paths in URL attributes is one substitution done in C; the tree handles scripts,
 styles, meta, srcset and the context script. A page that needed no change is returned as the original
 string, since the serialisation differs from it in quoting and whitespace.
 """
@@ -13,18 +18,24 @@ string, since the serialisation differs from it in quoting and whitespace.
 from __future__ import annotations
 
 import html
-import json
 from functools import lru_cache
 
 import regex
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from rewrite.config import RewriteConfig
-from rewrite.csp import allow_script_hash
 from rewrite.css import rewrite_css
-from rewrite.headers import rewrite_refresh
-from rewrite.html_source import rewrite_source
-from rewrite.inject import CONTEXT_SCRIPT_ID, context_script_hash, place_context_script
+from rewrite.html_source import (
+    CSS_URL_HINT,
+    JS_TYPES,
+    may_name_an_origin,
+    meta_content,
+    rewrite_import_map,
+    rewrite_source,
+    rewrite_srcset,
+    rewrite_url_list,
+)
+from rewrite.inject import CONTEXT_SCRIPT_ID, place_context_script
 from rewrite.js import rewrite_js
 from rewrite.result import Rewrite, RewriteResult, Skipped
 from rewrite.urls import absolute_path_pattern, to_public_url
@@ -45,30 +56,10 @@ _URL_VALUE_START = (
 # Elements and attributes that need the tree: everything but single-URL attributes.
 _STRUCTURED = "script,style,meta,[srcset],[imagesrcset],[ping],[style]"
 _LIST_ATTRIBUTES = ("srcset", "imagesrcset", "ping", "style")
-_JS_TYPES = frozenset(
-    {"", "text/javascript", "application/javascript", "module", "text/ecmascript", "application/ecmascript",
-     "application/x-javascript", "text/jsx", "text/babel"}
-)  # fmt: skip
-# Social and tile metadata that names an absolute URL in `content` (Open Graph, Twitter cards, Windows).
-_META_URL_NAMES = frozenset(
-    {"og:url", "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url", "og:audio",
-     "twitter:image", "twitter:url", "msapplication-tileimage", "msapplication-config"}
-)  # fmt: skip
 # A document (rather than a fragment such as an htmx partial) names one of these; fragments are
 # serialised without the <html><head><body> the parser adds, and get no context script.
 _DOCUMENT_MARKER = regex.compile(r"<(?:!doctype|html|head|body)[\s>/]", regex.IGNORECASE)
-_WS = " \t\n\r\f"
-_CSS_URL_HINT = regex.compile(r"url\(|image-set\(|@import", regex.IGNORECASE)
 _STYLE_SEPARATOR = "\n/*\x00*/\n"
-# One image candidate (HTML Standard, "parse a srcset attribute"): a URL is a run of non-whitespace whose
-# trailing commas separate candidates; otherwise descriptors follow, up to a comma outside parentheses.
-# NUL separates the values of many attributes scanned in one go (the parser turns NUL in attribute values
-# into U+FFFD, so no value holds one); no candidate crosses it.
-_SRCSET_CANDIDATE = regex.compile(
-    r"""[\t\n\f\r ,\x00]*+ (?P<url> [^\t\n\f\r \x00]++ )
-        (?: (?<=,) | [^,(\x00]*+ (?: \( [^)\x00]*+ \)?+ [^,(\x00]*+ )*+ )""",
-    regex.VERBOSE,
-)
 
 
 def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
@@ -93,6 +84,11 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
         done = rewrite_source(document, config, is_document=is_document)
         if done is not None:
             return done
+    return _rewrite_tree(document, config, is_document=is_document)
+
+
+def _rewrite_tree(document: str, config: RewriteConfig, *, is_document: bool) -> RewriteResult:
+    """The tree rewriter: parse, change the tree and the canonical serialisation, and serialise."""
     tree = LexborHTMLParser(document)
     rewrites: list[Rewrite] = []
     skipped: list[Skipped] = []
@@ -118,7 +114,7 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
     if config.strategy == "full":
         try:
             text = _prefix_paths(text, config, rewrites)
-            if _may_name_an_origin(document, config):
+            if may_name_an_origin(document, config):
                 text = _map_origins(text, config, rewrites)
         except TimeoutError:
             skipped.append(Skipped("regex timed out; page passed through", "html", document[:80]))
@@ -137,22 +133,6 @@ def _path_regex(prefix: str) -> regex.Pattern[str]:
 # the scheme before it (if any) is captured inside the look-behind.
 # No possessive quantifiers inside the look-behind: `regex` matches it right to left.
 _ORIGIN_VALUE = regex.compile(_URL_VALUE_START[:-1] + r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:)?)//[^\"]*+")
-
-
-@lru_cache(maxsize=256)
-def _origin_needles(config: RewriteConfig) -> tuple[str, ...]:
-    """Substrings of which at least one appears in any page that names the upstream or public origin."""
-    needles = set()
-    for origin in (*config.upstream_origins, config.public_origin):
-        authority = origin.partition("://")[2]
-        port = authority.rpartition(":")[2] if not authority.endswith("]") and ":" in authority else ""
-        needles.add(f":{port}" if port else authority)
-    return tuple(sorted(needles))
-
-
-def _may_name_an_origin(document: str, config: RewriteConfig) -> bool:
-    """A cheap test on the original page that saves the origin pass on most pages."""
-    return any(needle in document for needle in _origin_needles(config))
 
 
 def _prefix_paths(text: str, config: RewriteConfig, rewrites: list[Rewrite]) -> str:
@@ -210,10 +190,10 @@ def _rewrite_structured(
         if not value:
             continue
         if name == "style":
-            if _CSS_URL_HINT.search(value):
+            if CSS_URL_HINT.search(value):
                 styled.append(node)  # rewritten together, below
         elif name == "ping":
-            new = _rewrite_url_list(value, config)
+            new = rewrite_url_list(value, config)
             if new is not None:
                 node.attrs[name] = new
                 rewrites.append(Rewrite(f"{tag}[{name}]", value, new))
@@ -260,8 +240,9 @@ def _rewrite_script(
         return
     kind = (attrs.get("type") or "").strip().lower()
     if kind == "importmap":
-        _rewrite_import_map(node, config, rewrites, skipped)
-    elif kind in _JS_TYPES and config.rewrite_js:
+        result = rewrite_import_map(node.text(deep=True), config)
+        _replace_text(node, result, "script[type=importmap]", rewrites, skipped)
+    elif kind in JS_TYPES and config.rewrite_js:
         _replace_text(node, rewrite_js(node.text(deep=True), config), "script", rewrites, skipped)
 
 
@@ -278,111 +259,30 @@ def _replace_text(
     rewrites.extend(Rewrite(f"{where} {r.where}", r.before, r.after, r.times) for r in result.rewrites)
 
 
-def _rewrite_import_map(
-    node: LexborNode, config: RewriteConfig, rewrites: list[Rewrite], skipped: list[Skipped]
-) -> None:
-    """Prefix URL-like specifiers and addresses of an import map (HTML Standard, "import maps")."""
-    source = node.text(deep=True)
-    try:
-        import_map = json.loads(source)
-    except ValueError as exc:
-        skipped.append(Skipped(f"import map is not JSON: {exc}", "script[type=importmap]", source[:80]))
-        return
-    if not isinstance(import_map, dict):
-        return
-    found: list[Rewrite] = []
-
-    def mapped(url: str, where: str) -> str:
-        new = to_public_url(url, config)
-        if new is None:
-            return url
-        found.append(Rewrite(where, url, new))
-        return new
-
-    def remap(mapping: object) -> object:
-        if not isinstance(mapping, dict):
-            return mapping
-        return {
-            mapped(key, "importmap specifier"): mapped(value, "importmap")
-            if isinstance(value, str)
-            else value
-            for key, value in mapping.items()
-        }
-
-    if "imports" in import_map:
-        import_map["imports"] = remap(import_map["imports"])
-    scopes = import_map.get("scopes")
-    if isinstance(scopes, dict):
-        import_map["scopes"] = {
-            mapped(scope, "importmap scope"): remap(inner) for scope, inner in scopes.items()
-        }
-    if not found:
-        return
-    text = json.dumps(import_map, indent=2 if "\n" in source.strip() else None, ensure_ascii=False)
-    # "</script" inside the JSON would end the element early; JSON lets "/" be written as "\/".
-    text = text.replace("</", "<\\/")
-    _replace_text(node, RewriteResult(text, tuple(found)), "script[type=importmap]", rewrites, skipped)
-
-
 def _rewrite_meta(node: LexborNode, config: RewriteConfig, injected: bool, rewrites: list[Rewrite]) -> None:
-    attrs = node.attributes
-    content = attrs.get("content")
-    if not content:
-        return
-    equiv = (attrs.get("http-equiv") or "").strip().lower()
-    if equiv == "refresh" and config.strategy == "full":
-        new = rewrite_refresh(content, config)
-    elif equiv == "content-security-policy" and injected:
-        # The policy applies only to what follows it, but a page may place it first: admit our script.
-        new = allow_script_hash(content, context_script_hash(config))
-    elif (attrs.get("property") or attrs.get("name") or "").strip().lower() in _META_URL_NAMES:
-        new = to_public_url(content, config) if config.strategy == "full" else None
-    else:
-        return
+    attrs = {name: value or "" for name, value in node.attributes.items()}
+    new = meta_content(attrs, config, injected=injected)
     if new is not None:
         node.attrs["content"] = new
-        rewrites.append(Rewrite("meta[content]", content, new))
+        rewrites.append(Rewrite("meta[content]", attrs["content"], new))
 
 
 def _rewrite_srcset_attributes(
     sourced: list[tuple[LexborNode, str, str]], config: RewriteConfig, rewrites: list[Rewrite]
 ) -> None:
-    """Rewrite every `srcset`/`imagesrcset` of the page in one scan over their NUL-joined values."""
+    """Rewrite every `srcset`/`imagesrcset` of the page in one scan over their NUL-joined values (the
+    parser turns NUL in attribute values into U+FFFD, so no value holds one)."""
     if not sourced:
         return
     values = [value for _, _, value in sourced]
-    new_values = _rewrite_srcset("\x00".join(values), config)
-    if new_values is None:
+    joined = "\x00".join(values)
+    new_values = rewrite_srcset(joined, config)
+    if new_values == joined:
         return
     for (node, name, value), new in zip(sourced, new_values.split("\x00"), strict=True):
         if new != value:
             node.attrs[name] = new
             rewrites.append(Rewrite(f"{node.tag}[{name}]", value, new))
-
-
-def _rewrite_srcset(value: str, config: RewriteConfig) -> str | None:
-    """Map each image candidate's URL of a `srcset` value (or of NUL-joined values), following the HTML
-    Standard's "parse a srcset attribute": a URL is a run of non-whitespace whose trailing commas end the
-    candidate; otherwise descriptors follow, up to a comma outside parentheses."""
-    pieces: list[str] = []
-    done = 0
-    for match in _SRCSET_CANDIDATE.finditer(value, timeout=config.regex_budget(len(value))):
-        start, end = match.span("url")
-        url = value[start:end].rstrip(",")
-        mapped = to_public_url(url, config)
-        if mapped is not None:
-            pieces += [value[done:start], mapped]
-            done = start + len(url)
-    if not pieces:
-        return None
-    return "".join(pieces) + value[done:]
-
-
-def _rewrite_url_list(value: str, config: RewriteConfig) -> str | None:
-    """Map each URL of a space-separated list (the `ping` attribute)."""
-    urls = value.split()
-    mapped = [to_public_url(url, config) or url for url in urls]
-    return " ".join(mapped) if mapped != urls else None
 
 
 def _ensure_base(tree: LexborHTMLParser, config: RewriteConfig, rewrites: list[Rewrite]) -> None:

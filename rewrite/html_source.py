@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from html.entities import html5
 from itertools import chain, compress
-from operator import itemgetter
+from operator import itemgetter, ne
 
 from rewrite.config import RewriteConfig
 from rewrite.csp import allow_script_hash
@@ -36,7 +36,9 @@ from rewrite.js import rewrite_js
 from rewrite.result import Rewrite, RewriteResult, Skipped
 from rewrite.urls import to_public_url
 
-__all__: list[str] = []  # rewrite.html's helper: nothing here is public
+# Nothing here is public: rewrite.html calls rewrite_source, and its tree rewriter shares the helpers below
+# whose names have no underscore.
+__all__: list[str] = []
 
 # Why `re` and not `regex`, unlike the rest of the package: on this scan the standard engine is about three
 # times faster, and the scan needs no timeout. Every quantifier is possessive, bounded or a lazy scan to a
@@ -180,8 +182,8 @@ def _prefix_srcset(values: str, prefix: str) -> str:
 _SRCSET_CANDIDATE = re.compile(rf"[\t\n\f\r ,\x00]*+ ({_SRCSET_URL}++) {_SRCSET_DESCRIPTORS}", re.VERBOSE)
 
 
-def _rewrite_srcset(value: str, config: RewriteConfig) -> str:
-    """Map every image candidate of one decoded `srcset` value, origins included."""
+def rewrite_srcset(value: str, config: RewriteConfig) -> str:
+    """Map every image candidate of a decoded `srcset` value (or of NUL-joined values), origins included."""
     value = _prefix_srcset(value, config.prefix)
     if "//" not in value:
         return value
@@ -279,7 +281,7 @@ def _quote(head: str) -> str:
     return last if last in ("'", '"') else ""
 
 
-_JS_TYPES = frozenset(
+JS_TYPES = frozenset(
     {"", "text/javascript", "application/javascript", "module", "text/ecmascript", "application/ecmascript",
      "application/x-javascript", "text/jsx", "text/babel"}
 )  # fmt: skip
@@ -290,7 +292,7 @@ _META_URL_NAMES = frozenset(
 )  # fmt: skip
 _URL_ATTRIBUTES = frozenset(_URL_NAMES.split("|"))
 _STYLE_SEPARATOR = "\n/*\x00*/\n"
-_CSS_URL_HINT = re.compile(r"url\(|image-set\(|@import", re.IGNORECASE)
+CSS_URL_HINT = re.compile(r"url\(|image-set\(|@import", re.IGNORECASE)
 _HEAD_NAME = re.compile(_NAME)
 _TAG = re.compile(
     rf"<(?P<name>[a-zA-Z][^\t\n\f\r />]*+)(?P<attributes>{_ANY_ATTRIBUTES})(?:>|\Z)", re.VERBOSE
@@ -342,7 +344,7 @@ def rewrite_source(document: str, config: RewriteConfig, *, is_document: bool) -
     """
     if "\x00" in document:
         return None
-    job = _Job(config, _may_name_an_origin(document, config))
+    job = _Job(config, may_name_an_origin(document, config))
     try:
         # The cuts, flat: chunk, head, value, kept, chunk, ... (joining a list beats zipping columns).
         cuts = list(chain.from_iterable(_main_pattern(config.prefix, job.origins).findall(document)))
@@ -375,7 +377,7 @@ def _origin_needles(config: RewriteConfig) -> tuple[str, ...]:
     return tuple(sorted(needles))
 
 
-def _may_name_an_origin(text: str, config: RewriteConfig) -> bool:
+def may_name_an_origin(text: str, config: RewriteConfig) -> bool:
     """A cheap test that spares the origin checks on most pages."""
     return any(needle in text for needle in _origin_needles(config))
 
@@ -417,10 +419,14 @@ def _rewrite_cuts(
         else:
             raw = values[index]
             value = _decode_attribute(raw)
-            new = _rewrite_url_list(value, config) if kind == "ping" else to_public_url(value, config)
+            new = rewrite_url_list(value, config) if kind == "ping" else to_public_url(value, config)
             if new is not None:
                 job.rewrites.append(Rewrite(f"html {kind}", value, new))
-                new_values[index] = _encode_attribute(new, _quote(heads[index]))
+                quote = _quote(heads[index])
+                if new.endswith(value) and quote:  # only something put in front: keep the value's own bytes
+                    new_values[index] = _encode_attribute(new[: len(new) - len(value)], quote) + raw
+                else:
+                    new_values[index] = _encode_attribute(new, quote)
                 grown += len(new_values[index]) - len(raw)
     if srcsets:
         grown += _rewrite_srcsets(srcsets, heads, new_values, job)
@@ -436,30 +442,29 @@ def _rewrite_cuts(
 
 
 def _rewrite_srcsets(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
-    """Rewrite every `srcset` and `imagesrcset` of the page, the plain ones in one batch scan."""
+    """Rewrite every `srcset` and `imagesrcset` of the page: in one batch scan when none of them holds a
+    character reference or may name an origin, else value by value."""
     config = job.config
-    plain = [index for index in indices if "&" not in values[index] and "\r" not in values[index]]
-    old = [values[index] for index in plain]
-    new = _prefix_srcset("\x00".join(old), config.prefix).split("\x00") if old and config.prefix else old
-    if job.origins:
-        new = [_rewrite_srcset(value, config) for value in new]
-    grown = 0
-    changed = 0
-    for index, before, after in zip(plain, old, new, strict=True):
-        if after != before:
-            values[index] = after
-            grown += len(after) - len(before)
-            changed += 1
-    if len(plain) < len(indices):
-        for index in indices:
-            raw = values[index]
-            if "&" in raw or "\r" in raw:
-                value = _decode_attribute(raw)
-                after = _rewrite_srcset(value, config)
-                if after != value:
-                    values[index] = _encode_attribute(after, _quote(heads[index]))
-                    grown += len(values[index]) - len(raw)
-                    changed += 1
+    old = [values[index] for index in indices]
+    joined = "\x00".join(old)
+    if "&" not in joined and "\r" not in joined and not job.origins:
+        new_joined = _prefix_srcset(joined, config.prefix)
+        if new_joined == joined:
+            return 0
+        new = new_joined.split("\x00")
+        for index, value in zip(indices, new, strict=True):
+            values[index] = value
+        changed = sum(map(ne, old, new))
+        grown = len(new_joined) - len(joined)
+    else:
+        grown = changed = 0
+        for index, raw in zip(indices, old, strict=True):
+            value = _decode_attribute(raw)
+            after = rewrite_srcset(value, config)
+            if after != value:
+                values[index] = after if value is raw else _encode_attribute(after, _quote(heads[index]))
+                grown += len(values[index]) - len(raw)
+                changed += 1
     if changed:
         job.rewrites.append(Rewrite("html srcset", "/…", f"{config.prefix}/…", changed))
     return grown
@@ -468,6 +473,21 @@ def _rewrite_srcsets(indices: list[int], heads: list[str], values: list[str], jo
 def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
     """Rewrite every `style=""` that names a URL: plain ones in one scan, the rest in one CSS pass."""
     config = job.config
+    before = [values[index] for index in indices]
+    joined = "\x00".join(before)
+    if config.prefix and not job.origins and joined.isascii() and "&" not in joined and "\r" not in joined:
+        new_joined = _prefix_css(joined, config.prefix)
+        if new_joined is not None:
+            if new_joined == joined:
+                return 0
+            after = new_joined.split("\x00")
+            for index, value in zip(indices, after, strict=True):
+                values[index] = value
+            changed = sum(map(ne, before, after))
+            job.rewrites.append(
+                Rewrite("html style attributes", "url(/…)", f"url({config.prefix}/…)", changed)
+            )
+            return len(new_joined) - len(joined)
     # The scan stopped only at values that name url(), image-set() or @import or hold a reference:
     # only the latter need decoding and a second look.
     todo: list[tuple[int, str]] = []
@@ -475,7 +495,7 @@ def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job
         value = values[index]
         if "&" in value or "\r" in value:
             value = _decode_attribute(value)
-            if not _CSS_URL_HINT.search(value):
+            if not CSS_URL_HINT.search(value):
                 continue
         todo.append((index, value))
     plain = [item for item in todo if item[1].isascii()] if config.prefix and not job.origins else []
@@ -506,7 +526,7 @@ def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job
     return grown
 
 
-def _rewrite_url_list(value: str, config: RewriteConfig) -> str | None:
+def rewrite_url_list(value: str, config: RewriteConfig) -> str | None:
     """Map each URL of a space-separated list (the `ping` attribute)."""
     urls = value.split()
     mapped = [to_public_url(url, config) or url for url in urls]
@@ -566,8 +586,9 @@ def _rewrite_element(element: str, job: _Job) -> str:
         if new is not None:
             changes[name] = new
     if tag.name == "meta":
-        new = _rewrite_meta(tag.attributes, job)
+        new = meta_content(tag.attributes, job.config, injected=job.injected)
         if new is not None:
+            job.rewrites.append(Rewrite("meta[content]", tag.attributes["content"], new))
             changes["content"] = new
     content_start = tag.end if element[tag.end - 1 : tag.end] == ">" else len(element)
     content_end = content_start
@@ -603,14 +624,14 @@ def _rewrite_attribute(tag: str, name: str, value: str, job: _Job) -> str | None
     if name in _URL_ATTRIBUTES or (name == "data" and tag == "object"):
         new = to_public_url(value, config)
     elif name == "srcset" or name == "imagesrcset":
-        new = _rewrite_srcset(value, config)
+        new = rewrite_srcset(value, config)
         new = None if new == value else new
-    elif name == "style" and _CSS_URL_HINT.search(value):
+    elif name == "style" and CSS_URL_HINT.search(value):
         result = rewrite_css(value, config)
         job.skipped.extend(result.skipped)
         new = result.text if result.changed else None
     elif name == "ping":
-        new = _rewrite_url_list(value, config)
+        new = rewrite_url_list(value, config)
     else:
         return None
     if new is not None:
@@ -648,22 +669,25 @@ def _rewrite_script(tag: _StartTag, content: str, job: _Job) -> str | None:
         return None
     kind = attributes.get("type", "").strip().lower()
     if kind == "importmap":
-        return _rewrite_import_map(content, job)
-    if kind in _JS_TYPES and job.config.rewrite_js:
+        return _rewritten(rewrite_import_map(content, job.config), "script[type=importmap]", job)
+    if kind in JS_TYPES and job.config.rewrite_js:
         return _rewritten(rewrite_js(content, job.config), "script", job)
     return None
 
 
-def _rewrite_import_map(source: str, job: _Job) -> str | None:
-    """Prefix URL-like specifiers and addresses of an import map (HTML Standard, "import maps")."""
-    config = job.config
+def rewrite_import_map(source: str, config: RewriteConfig) -> RewriteResult:
+    """Prefix URL-like specifiers and addresses of an import map (HTML Standard, "import maps").
+
+    Returns:
+        The map's new text (`source` itself when nothing changed), what changed, or why it was skipped.
+    """
     try:
         import_map = json.loads(source)
     except ValueError as exc:
-        job.skipped.append(Skipped(f"import map is not JSON: {exc}", "script[type=importmap]", source[:80]))
-        return None
+        skipped = Skipped(f"import map is not JSON: {exc}", "script[type=importmap]", source[:80])
+        return RewriteResult(source, skipped=(skipped,))
     if not isinstance(import_map, dict):
-        return None
+        return RewriteResult(source)
     found: list[Rewrite] = []
 
     def mapped(url: str, where: str) -> str:
@@ -691,31 +715,27 @@ def _rewrite_import_map(source: str, job: _Job) -> str | None:
             mapped(scope, "importmap scope"): remap(inner) for scope, inner in scopes.items()
         }
     if not found:
-        return None
+        return RewriteResult(source)
     text = json.dumps(import_map, indent=2 if "\n" in source.strip() else None, ensure_ascii=False)
     # "</script" inside the JSON would end the element early; JSON lets "/" be written as "\/".
-    text = text.replace("</", "<\\/")
-    return _rewritten(RewriteResult(text, tuple(found)), "script[type=importmap]", job)
+    return RewriteResult(text.replace("</", "<\\/"), tuple(found))
 
 
-def _rewrite_meta(attributes: dict[str, str], job: _Job) -> str | None:
-    config = job.config
+def meta_content(attributes: dict[str, str], config: RewriteConfig, *, injected: bool) -> str | None:
+    """The new `content` of a `<meta>`: a refresh URL, Open Graph and similar URLs (strategy "full"), a
+    Content-Security-Policy that must admit the context script; or None."""
     content = attributes.get("content")
     if not content:
         return None
     equiv = attributes.get("http-equiv", "").strip().lower()
     if equiv == "refresh":
-        new = rewrite_refresh(content, config)
-    elif equiv == "content-security-policy" and job.injected:
+        return rewrite_refresh(content, config) if config.strategy == "full" else None
+    if equiv == "content-security-policy":
         # The policy applies only to what follows it, but a page may place it first: admit our script.
-        new = allow_script_hash(content, context_script_hash(config))
-    elif (attributes.get("property") or attributes.get("name") or "").strip().lower() in _META_URL_NAMES:
-        new = to_public_url(content, config)
-    else:
-        return None
-    if new is not None:
-        job.rewrites.append(Rewrite("meta[content]", content, new))
-    return new
+        return allow_script_hash(content, context_script_hash(config)) if injected else None
+    if (attributes.get("property") or attributes.get("name") or "").strip().lower() in _META_URL_NAMES:
+        return to_public_url(content, config) if config.strategy == "full" else None
+    return None
 
 
 def _script_element(config: RewriteConfig) -> str:
