@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from html.entities import html5
-from itertools import chain, compress
+from itertools import compress
 from operator import itemgetter, ne
 
 from rewrite.config import RewriteConfig
@@ -345,22 +345,24 @@ def rewrite_source(document: str, config: RewriteConfig, *, is_document: bool) -
     if "\x00" in document:
         return None
     job = _Job(config, may_name_an_origin(document, config))
+    # The page cut at the scan's stops, flat: what split leaves between two matches (nothing), then each
+    # match's chunk, head, value and kept part (None where the match has none); a list beats columns.
+    parts: list[str | None] = _main_pattern(config.prefix, job.origins).split(document)
+    if any(parts[0::5]):
+        return None  # the scan skipped a byte: not expected, but never guess
+    heads, values, kept = parts[2::5], parts[3::5], parts[4::5]
     try:
-        # The cuts, flat: chunk, head, value, kept, chunk, ... (joining a list beats zipping columns).
-        cuts = list(chain.from_iterable(_main_pattern(config.prefix, job.origins).findall(document)))
-        heads, values, kept = cuts[1::4], cuts[2::4], cuts[3::4]
         job.injected = config.inject_context and is_document and not _holds_context_script(kept)
-        new_heads, new_values, new_kept, grown = _rewrite_cuts(heads, values, kept, job)
-        cuts[1::4], cuts[2::4], cuts[3::4] = new_heads, new_values, new_kept
+        parts[2::5], parts[3::5], parts[4::5], grown = _rewrite_cuts(heads, values, kept, job)
         if job.injected:
-            _inject(document, cuts, heads, values, kept, job)
+            _inject(document, parts, heads, values, kept, job)
             grown += len(_script_element(config))
             job.rewrites.insert(0, Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
     except _NeedsParserError:
         return None
-    text = "".join(cuts)
+    text = "".join(filter(None, parts))
     if len(text) != len(document) + grown:
-        return None  # the scan skipped a byte: not expected, but never guess
+        return None  # the accounting is off: not expected, but never guess
     if not job.rewrites:
         return RewriteResult(document, skipped=tuple(job.skipped))
     return RewriteResult(text, tuple(job.rewrites), tuple(job.skipped))
@@ -383,8 +385,8 @@ def may_name_an_origin(text: str, config: RewriteConfig) -> bool:
 
 
 def _rewrite_cuts(
-    heads: list[str], values: list[str], kept: list[str], job: _Job
-) -> tuple[list[str], list[str], list[str], int]:
+    heads: list[str | None], values: list[str | None], kept: list[str | None], job: _Job
+) -> tuple[list[str | None], list[str | None], list[str | None], int]:
     """Do the work at every stop of the scan.
 
     Returns:
@@ -392,18 +394,19 @@ def _rewrite_cuts(
     """
     config = job.config
     prefix = config.prefix
-    table: dict[str, str] = {}
-    kinds: dict[str, str] = {}
+    table: dict[str | None, str | None] = {None: None}
+    kinds: dict[str | None, str] = {}
     for head in set(heads):
+        if head is None:
+            continue
         if head.endswith("/"):
             table[head] = head + prefix[1:] + "/"
         else:
             table[head] = head
-            if head:
-                kinds[head] = _HEAD_NAME.match(head).group().lower()  # type: ignore[union-attr]
+            kinds[head] = _HEAD_NAME.match(head).group().lower()  # type: ignore[union-attr]
     new_heads = list(map(table.__getitem__, heads))
     stops = list(compress(range(len(heads)), map(kinds.__contains__, heads))) if kinds else []
-    prefixed = len(heads) - heads.count("") - len(stops)
+    prefixed = len(heads) - heads.count(None) - len(stops)
     grown = prefixed * len(prefix)
     if prefixed:
         job.rewrites.append(Rewrite("html url attributes", "/…", f"{prefix}/…", prefixed))
@@ -411,41 +414,43 @@ def _rewrite_cuts(
     srcsets: list[int] = []
     styles: list[int] = []
     for index in stops:
-        kind = kinds[heads[index]]
+        head = heads[index] or ""
+        kind = kinds[head]
         if kind == "srcset" or kind == "imagesrcset":
             srcsets.append(index)
         elif kind == "style":
             styles.append(index)
         else:
-            raw = values[index]
+            raw = values[index] or ""
             value = _decode_attribute(raw)
             new = rewrite_url_list(value, config) if kind == "ping" else to_public_url(value, config)
             if new is not None:
                 job.rewrites.append(Rewrite(f"html {kind}", value, new))
-                quote = _quote(heads[index])
+                quote = _quote(head)
                 if new.endswith(value) and quote:  # only something put in front: keep the value's own bytes
                     new_values[index] = _encode_attribute(new[: len(new) - len(value)], quote) + raw
                 else:
                     new_values[index] = _encode_attribute(new, quote)
-                grown += len(new_values[index]) - len(raw)
+                grown += len(new_values[index] or "") - len(raw)
     if srcsets:
         grown += _rewrite_srcsets(srcsets, heads, new_values, job)
     if styles:
         grown += _rewrite_styles(styles, heads, new_values, job)
     new_kept = list(kept)
     for index in compress(range(len(kept)), kept):
-        if kept[index][0] == "<":
-            new = _rewrite_element(kept[index], job)
-            grown += len(new) - len(kept[index])
-            new_kept[index] = new
+        element = kept[index] or ""
+        if element[0] == "<":
+            rewritten = _rewrite_element(element, job)
+            grown += len(rewritten) - len(element)
+            new_kept[index] = rewritten
     return new_heads, new_values, new_kept, grown
 
 
-def _rewrite_srcsets(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
+def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[str | None], job: _Job) -> int:
     """Rewrite every `srcset` and `imagesrcset` of the page: in one batch scan when none of them holds a
     character reference or may name an origin, else value by value."""
     config = job.config
-    old = [values[index] for index in indices]
+    old = [values[index] or "" for index in indices]
     joined = "\x00".join(old)
     if "&" not in joined and "\r" not in joined and not job.origins:
         new_joined = _prefix_srcset(joined, config.prefix)
@@ -462,18 +467,19 @@ def _rewrite_srcsets(indices: list[int], heads: list[str], values: list[str], jo
             value = _decode_attribute(raw)
             after = rewrite_srcset(value, config)
             if after != value:
-                values[index] = after if value is raw else _encode_attribute(after, _quote(heads[index]))
-                grown += len(values[index]) - len(raw)
+                new_raw = after if value is raw else _encode_attribute(after, _quote(heads[index] or ""))
+                values[index] = new_raw
+                grown += len(new_raw) - len(raw)
                 changed += 1
     if changed:
         job.rewrites.append(Rewrite("html srcset", "/…", f"{config.prefix}/…", changed))
     return grown
 
 
-def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job: _Job) -> int:
+def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[str | None], job: _Job) -> int:
     """Rewrite every `style=""` that names a URL: plain ones in one scan, the rest in one CSS pass."""
     config = job.config
-    before = [values[index] for index in indices]
+    before = [values[index] or "" for index in indices]
     joined = "\x00".join(before)
     if config.prefix and not job.origins and joined.isascii() and "&" not in joined and "\r" not in joined:
         new_joined = _prefix_css(joined, config.prefix)
@@ -492,7 +498,7 @@ def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job
     # only the latter need decoding and a second look.
     todo: list[tuple[int, str]] = []
     for index in indices:
-        value = values[index]
+        value = values[index] or ""
         if "&" in value or "\r" in value:
             value = _decode_attribute(value)
             if not CSS_URL_HINT.search(value):
@@ -517,9 +523,10 @@ def _rewrite_styles(indices: list[int], heads: list[str], values: list[str], job
     for index, value in todo:
         new_value = done[index]
         if new_value != value:
-            raw = values[index]
-            values[index] = new_value if raw is value else _encode_attribute(new_value, _quote(heads[index]))
-            grown += len(values[index]) - len(raw)
+            raw = values[index] or ""
+            new_raw = new_value if raw is value else _encode_attribute(new_value, _quote(heads[index] or ""))
+            values[index] = new_raw
+            grown += len(new_raw) - len(raw)
             changed += 1
     if changed:
         job.rewrites.append(Rewrite("html style attributes", "url(/…)", f"url({config.prefix}/…)", changed))
@@ -565,7 +572,7 @@ def _parse_start_tag(text: str, at: int = 0) -> _StartTag | None:
     return _StartTag(match.group("name").lower(), match.end(), attributes, spans)
 
 
-def _holds_context_script(kept: list[str]) -> bool:
+def _holds_context_script(kept: list[str | None]) -> bool:
     """Whether one of the page's script elements is the context script (then nothing is injected)."""
     for part in filter(None, kept):
         if part[:7].lower() == "<script" and CONTEXT_SCRIPT_ID in part:
@@ -644,9 +651,11 @@ def _rewrite_foreign(content: str, job: _Job) -> str | None:
     content holds nothing that parses otherwise."""
     if _FOREIGN_TROUBLE.search(content):
         raise _NeedsParserError
-    cuts = list(chain.from_iterable(_main_pattern(job.config.prefix, job.origins).findall(content)))
-    cuts[1::4], cuts[2::4], cuts[3::4], _ = _rewrite_cuts(cuts[1::4], cuts[2::4], cuts[3::4], job)
-    text = "".join(cuts)
+    parts: list[str | None] = _main_pattern(job.config.prefix, job.origins).split(content)
+    if any(parts[0::5]):
+        raise _NeedsParserError
+    parts[2::5], parts[3::5], parts[4::5], _ = _rewrite_cuts(parts[2::5], parts[3::5], parts[4::5], job)
+    text = "".join(filter(None, parts))
     return None if text == content else text
 
 
@@ -805,10 +814,15 @@ def _walk_head(text: str, patterns: tuple[re.Pattern[str], ...]) -> int:
 
 
 def _inject(
-    document: str, cuts: list[str], heads: list[str], values: list[str], kept: list[str], job: _Job
+    document: str,
+    parts: list[str | None],
+    heads: list[str | None],
+    values: list[str | None],
+    kept: list[str | None],
+    job: _Job,
 ) -> None:
     """Put the context script into the cut where its place in the page falls (`heads`, `values` and
-    `kept` are the cuts as they came, `cuts` as rewritten).
+    `kept` are the cuts as they came, `parts` as rewritten).
 
     The place is found in the page as it came, near its start, and falls between two tags: inside a
     chunk (chunks never change), or around a kept element (before it, or after a charset <meta> and
@@ -818,16 +832,16 @@ def _inject(
     script = _script_element(job.config)
     position = 0
     for row, old in enumerate(kept):
-        index = 4 * row
-        chunk = cuts[index]
+        index = 5 * row + 1
+        chunk = parts[index] or ""
         if position + len(chunk) >= at:
-            cuts[index] = chunk[: at - position] + script + chunk[at - position :]
+            parts[index] = chunk[: at - position] + script + chunk[at - position :]
             return
-        position += len(chunk) + len(heads[row]) + len(values[row])
+        position += len(chunk) + len(heads[row] or "") + len(values[row] or "")
         if old and position + len(old) >= at:
-            new = cuts[index + 3]
+            new = parts[index + 3] or ""
             cut = 0 if at == position else len(new) - (len(old) - (at - position))
-            cuts[index + 3] = new[:cut] + script + new[cut:]
+            parts[index + 3] = new[:cut] + script + new[cut:]
             return
-        position += len(old)
+        position += len(old or "")
     raise _NeedsParserError  # not reached: the place is always inside the page
