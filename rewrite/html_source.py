@@ -26,6 +26,7 @@ from functools import lru_cache
 from html.entities import html5
 from itertools import compress
 from operator import itemgetter, ne
+from typing import cast
 
 from rewrite.config import RewriteConfig
 from rewrite.csp import allow_script_hash
@@ -148,7 +149,9 @@ def _main_pattern(prefix: str, origins: bool) -> re.Pattern[str]:
         | [!?] [^>]*+ >?+ {_TEXT}
         | (?![a-zA-Z!?/]) {_TEXT} ) )*+"""
     start = rf"""(?: \A {_TEXT} | (?!<) ["']?+ {attributes} (?: > {_TEXT} | \Z )?+ )?+"""
-    pattern = rf"""({start} {markup}) (?: ({head}) ({value}) | ({_ELEMENT} | {kept_attribute}) | \Z )"""
+    # Groups 3 and 4 take part in every match (empty where unused), so only the head may be None.
+    kept = rf"{_ELEMENT} | {kept_attribute} | \Z"
+    pattern = rf"""({start} {markup}) (?: ({head}) | ) ((?(2) (?:{value}) | )) ((?(2) | (?:{kept}) ))"""
     return re.compile(pattern, re.VERBOSE)
 
 
@@ -350,7 +353,8 @@ def rewrite_source(document: str, config: RewriteConfig, *, is_document: bool) -
     parts: list[str | None] = _main_pattern(config.prefix, job.origins).split(document)
     if any(parts[0::5]):
         return None  # the scan skipped a byte: not expected, but never guess
-    heads, values, kept = parts[2::5], parts[3::5], parts[4::5]
+    heads = parts[2::5]
+    values, kept = cast("list[str]", parts[3::5]), cast("list[str]", parts[4::5])  # never None
     try:
         job.injected = config.inject_context and is_document and not _holds_context_script(kept)
         parts[2::5], parts[3::5], parts[4::5], grown = _rewrite_cuts(heads, values, kept, job)
@@ -360,7 +364,7 @@ def rewrite_source(document: str, config: RewriteConfig, *, is_document: bool) -
             job.rewrites.insert(0, Rewrite("html context script", "", f"<script id={CONTEXT_SCRIPT_ID}>"))
     except _NeedsParserError:
         return None
-    text = "".join(filter(None, parts))
+    text = "".join(parts)  # type: ignore[arg-type]  # _rewrite_cuts leaves no None
     if len(text) != len(document) + grown:
         return None  # the accounting is off: not expected, but never guess
     if not job.rewrites:
@@ -385,8 +389,8 @@ def may_name_an_origin(text: str, config: RewriteConfig) -> bool:
 
 
 def _rewrite_cuts(
-    heads: list[str | None], values: list[str | None], kept: list[str | None], job: _Job
-) -> tuple[list[str | None], list[str | None], list[str | None], int]:
+    heads: list[str | None], values: list[str], kept: list[str], job: _Job
+) -> tuple[list[str], list[str], list[str], int]:
     """Do the work at every stop of the scan.
 
     Returns:
@@ -394,7 +398,7 @@ def _rewrite_cuts(
     """
     config = job.config
     prefix = config.prefix
-    table: dict[str | None, str | None] = {None: None}
+    table: dict[str | None, str] = {None: ""}
     kinds: dict[str | None, str] = {}
     for head in set(heads):
         if head is None:
@@ -421,7 +425,7 @@ def _rewrite_cuts(
         elif kind == "style":
             styles.append(index)
         else:
-            raw = values[index] or ""
+            raw = values[index]
             value = _decode_attribute(raw)
             new = rewrite_url_list(value, config) if kind == "ping" else to_public_url(value, config)
             if new is not None:
@@ -431,14 +435,14 @@ def _rewrite_cuts(
                     new_values[index] = _encode_attribute(new[: len(new) - len(value)], quote) + raw
                 else:
                     new_values[index] = _encode_attribute(new, quote)
-                grown += len(new_values[index] or "") - len(raw)
+                grown += len(new_values[index]) - len(raw)
     if srcsets:
         grown += _rewrite_srcsets(srcsets, heads, new_values, job)
     if styles:
         grown += _rewrite_styles(styles, heads, new_values, job)
     new_kept = list(kept)
     for index in compress(range(len(kept)), kept):
-        element = kept[index] or ""
+        element = kept[index]
         if element[0] == "<":
             rewritten = _rewrite_element(element, job)
             grown += len(rewritten) - len(element)
@@ -446,11 +450,11 @@ def _rewrite_cuts(
     return new_heads, new_values, new_kept, grown
 
 
-def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[str | None], job: _Job) -> int:
+def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[str], job: _Job) -> int:
     """Rewrite every `srcset` and `imagesrcset` of the page: in one batch scan when none of them holds a
     character reference or may name an origin, else value by value."""
     config = job.config
-    old = [values[index] or "" for index in indices]
+    old = [values[index] for index in indices]
     joined = "\x00".join(old)
     if "&" not in joined and "\r" not in joined and not job.origins:
         new_joined = _prefix_srcset(joined, config.prefix)
@@ -476,10 +480,10 @@ def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[s
     return grown
 
 
-def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[str | None], job: _Job) -> int:
+def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[str], job: _Job) -> int:
     """Rewrite every `style=""` that names a URL: plain ones in one scan, the rest in one CSS pass."""
     config = job.config
-    before = [values[index] or "" for index in indices]
+    before = [values[index] for index in indices]
     joined = "\x00".join(before)
     if config.prefix and not job.origins and joined.isascii() and "&" not in joined and "\r" not in joined:
         new_joined = _prefix_css(joined, config.prefix)
@@ -498,7 +502,7 @@ def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[st
     # only the latter need decoding and a second look.
     todo: list[tuple[int, str]] = []
     for index in indices:
-        value = values[index] or ""
+        value = values[index]
         if "&" in value or "\r" in value:
             value = _decode_attribute(value)
             if not CSS_URL_HINT.search(value):
@@ -523,7 +527,7 @@ def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[st
     for index, value in todo:
         new_value = done[index]
         if new_value != value:
-            raw = values[index] or ""
+            raw = values[index]
             new_raw = new_value if raw is value else _encode_attribute(new_value, _quote(heads[index] or ""))
             values[index] = new_raw
             grown += len(new_raw) - len(raw)
@@ -572,7 +576,7 @@ def _parse_start_tag(text: str, at: int = 0) -> _StartTag | None:
     return _StartTag(match.group("name").lower(), match.end(), attributes, spans)
 
 
-def _holds_context_script(kept: list[str | None]) -> bool:
+def _holds_context_script(kept: list[str]) -> bool:
     """Whether one of the page's script elements is the context script (then nothing is injected)."""
     for part in filter(None, kept):
         if part[:7].lower() == "<script" and CONTEXT_SCRIPT_ID in part:
@@ -654,8 +658,9 @@ def _rewrite_foreign(content: str, job: _Job) -> str | None:
     parts: list[str | None] = _main_pattern(job.config.prefix, job.origins).split(content)
     if any(parts[0::5]):
         raise _NeedsParserError
-    parts[2::5], parts[3::5], parts[4::5], _ = _rewrite_cuts(parts[2::5], parts[3::5], parts[4::5], job)
-    text = "".join(filter(None, parts))
+    values, kept = cast("list[str]", parts[3::5]), cast("list[str]", parts[4::5])  # never None
+    parts[2::5], parts[3::5], parts[4::5], _ = _rewrite_cuts(parts[2::5], values, kept, job)
+    text = "".join(parts)  # type: ignore[arg-type]  # _rewrite_cuts leaves no None
     return None if text == content else text
 
 
@@ -817,8 +822,8 @@ def _inject(
     document: str,
     parts: list[str | None],
     heads: list[str | None],
-    values: list[str | None],
-    kept: list[str | None],
+    values: list[str],
+    kept: list[str],
     job: _Job,
 ) -> None:
     """Put the context script into the cut where its place in the page falls (`heads`, `values` and
@@ -837,11 +842,11 @@ def _inject(
         if position + len(chunk) >= at:
             parts[index] = chunk[: at - position] + script + chunk[at - position :]
             return
-        position += len(chunk) + len(heads[row] or "") + len(values[row] or "")
+        position += len(chunk) + len(heads[row] or "") + len(values[row])
         if old and position + len(old) >= at:
             new = parts[index + 3] or ""
             cut = 0 if at == position else len(new) - (len(old) - (at - position))
             parts[index + 3] = new[:cut] + script + new[cut:]
             return
-        position += len(old or "")
+        position += len(old)
     raise _NeedsParserError  # not reached: the place is always inside the page
