@@ -6,7 +6,7 @@ attributes in any quoting, comments, raw-text and RCDATA elements) and stops onl
 before the value of a URL attribute whose absolute path needs the prefix, before a value that needs a
 closer look (`srcset`, a `style` naming a URL, `ping`, a value with a character reference or naming an
 origin), and at the elements that need structure (`<script>`, `<style>`, `<meta>`, `<object>`, raw-text
-elements, `<svg>` and `<math>`). `findall` hands the page back cut at those stops, so every byte between
+elements, `<svg>` and `<math>`). `re.split` hands the page back cut at those stops, so every byte between
 them is copied as it was, and the common case, prefixing a path, is a table look-up on the cut's head
 with no Python step per URL. `srcset` values are prefixed in one batch scan of their own and plain
 `style` values in another; whatever is not plain goes through `rewrite_css`.
@@ -44,7 +44,8 @@ __all__: list[str] = []
 # Why `re` and not `regex`, unlike the rest of the package: on this scan the standard engine is about three
 # times faster, and the scan needs no timeout. Every quantifier is possessive, bounded or a lazy scan to a
 # fixed end, so no match backtracks, and from every place a match starts at one of its branches matches
-# (see _main_pattern), so findall never retries a position; a length check on the result backs that up.
+# (see _main_pattern), so the scan never retries a position: split leaving nothing between two matches,
+# and a length check on the result, back that up.
 # The CSS and JavaScript rewriters called from here keep using `regex` with its timeouts.
 
 _W = r"[\t\n\f\r ]"  # whitespace as the tokenizer sees it (CR too: the input stream is not normalised)
@@ -95,13 +96,15 @@ def _main_pattern(prefix: str, origins: bool) -> re.Pattern[str]:
     - chunk: markup that needs nothing, up to a stop;
     - head and value: an attribute stopped at. A head that ends in "/" (`href="/`) is a path to prefix;
       any other (`srcset="`, `href="` before `&#47;...`) hands its value to Python. The value runs up to
-      the closing quote, which the next chunk starts with;
+      the closing quote, which the next chunk starts with. Without a head, the head is None and the
+      value empty;
     - kept: a whole element (`<script>...</script>` and the text after it), or an attribute that only
-      looked as if it needed work (`src="https://...`, up to its closing quote).
+      looked as if it needed work (`href="/abc123/...` already prefixed, a `style` naming no URL), up to
+      its closing quote; empty after a head.
 
     Every chunk starts where the one before stopped: at the start, after a value (on its closing quote,
     or the whitespace or ">" after it) or after an element (on "<" or at the end). From each of those
-    places one of the branches below matches, so findall never skips a byte.
+    places one of the branches below matches, so split finds nothing between two matches.
     """
     rest = re.escape(prefix[1:])
     n = len(prefix)
@@ -179,6 +182,8 @@ def _prefix_srcset(values: str, prefix: str) -> str:
         return values
     cuts = _srcset_pattern(prefix).findall(values + "\x00")
     cuts.pop()  # findall's empty match at the end, after the sentinel
+    if sum(map(len, cuts)) != len(values) + 1:  # something the pattern could not read: not expected
+        return values
     return (prefix[1:] + "/").join(cuts)[:-1]
 
 
@@ -237,7 +242,10 @@ def _prefix_css(values: str, prefix: str) -> str | None:
     if any(map(itemgetter(1), cuts)):
         return None
     cuts.pop()  # findall's empty match at the end, after the sentinel
-    return prefix.join(map(itemgetter(0), cuts))[:-1]
+    pieces = list(map(itemgetter(0), cuts))
+    if sum(map(len, pieces)) != len(values) + 1:  # something the pattern could not read: not expected
+        return None
+    return prefix.join(pieces)[:-1]
 
 
 # Character references in attribute values (HTML Standard, "character reference state"): numeric ones and
@@ -763,8 +771,9 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
     comment = rf"<!--(?: -?> | [\s\S]*? (?: --!?> {end} ) )"
     tag = rf"{_TAG_END} {_ANY_ATTRIBUTES} (?: > {end} )"
     # End tags the parser ignores before <html> and in <head> (HTML Standard, "before html" and "in head"
-    # insertion modes), and bogus comments.
-    ignored = rf"""</ (?: (?!(?i:head|body|html|br|template){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+{tag}
+    # insertion modes), bogus comments, and </head>: after it the elements a head holds still go into the
+    # head ("after head" insertion mode).
+    ignored = rf"""</ (?: (?!(?i:body|html|br|template){_TAG_END}) (?P<end>[a-zA-Z][^\t\n\f\r />]*+){tag}
                         | (?![a-zA-Z]) [^>]*+ (?: > {end} ) )"""
     prolog = re.compile(rf"(?: {_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored} )*+", re.VERBOSE)
     html_start = re.compile(rf"<(?i:html){tag}", re.VERBOSE)
@@ -776,12 +785,25 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
         | (?P<meta> <(?i:meta){tag} )
         | <(?i:link|base|basefont|bgsound|html|head){tag}
         | <(?P<raw>(?i:title|style|noframes|noscript|template)){_TAG_END} {_ANY_ATTRIBUTES} >
-            [\s\S]*? (?: </(?P=raw)(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > {end} ) {end} )""",
+            (?P<content> [\s\S]*? )
+            (?: </(?P=raw)(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > {end} ) {end} )""",
         re.VERBOSE,
     )
     return prolog, html_start, prolog, head_start, child
 
 
+# What a <noscript> in <head> may hold while scripting is off, as the tree rewriter's parser has it (HTML
+# Standard, "in head noscript"); anything else ends the noscript and the head.
+_HEAD_NOSCRIPT = re.compile(
+    rf"""(?: {_W}++ | <!--(?: -?> | [\s\S]*? --!?> )
+        | <(?i:link|meta|basefont|bgsound){_TAG_END} {_ANY_ATTRIBUTES} >
+        | <(?P<raw>(?i:style|noframes)){_TAG_END} {_ANY_ATTRIBUTES} >
+            [\s\S]*? </(?P=raw)(?=[\t\n\f\r />]) [^>]*+ > )*+""",
+    re.VERBOSE,
+)
+
+
+_HEAD_END = re.compile(r"</head(?=[\t\n\f\r />])", re.IGNORECASE)
 _HEAD_WALK = _head_patterns(r"| \Z")
 _HEAD_WALK_CLOSED = _head_patterns("")
 
@@ -795,7 +817,8 @@ def _context_script_position(text: str) -> int:
         _NeedsParserError: The place would be inside something the page leaves open (a comment, a tag).
     """
     at = _walk_head(text, _HEAD_WALK)
-    if at != _walk_head(text, _HEAD_WALK_CLOSED):
+    # Only a construct left open runs to the end of the page, so only there can the place be inside one.
+    if at == len(text) and at != _walk_head(text, _HEAD_WALK_CLOSED):
         raise _NeedsParserError
     return at
 
@@ -808,10 +831,17 @@ def _walk_head(text: str, patterns: tuple[re.Pattern[str], ...]) -> int:
         if found is not None:
             at = found.end()
     anchor = at
+    after_head = _HEAD_END.search(text, 0, at) is not None
     while (child := child_pattern.match(text, at)) is not None and child.end() > at:
+        if (child.group("raw") or "").lower() == "noscript" and (
+            after_head or not _HEAD_NOSCRIPT.fullmatch(child.group("content"))
+        ):
+            break  # the head ends here (after </head>, or inside this noscript)
+        after_head = after_head or (child.group("end") or "").lower() == "head"
         at = child.end()
-        if child.group("meta") is not None:
-            tag = _parse_start_tag(child.group("meta"))
+        meta = child.group("meta")
+        if meta is not None and ("charset" in meta.lower() or "content-type" in meta.lower()):
+            tag = _parse_start_tag(meta)
             attributes = tag.attributes if tag is not None else {}
             if "charset" in attributes or attributes.get("http-equiv", "").strip().lower() == "content-type":
                 anchor = at
