@@ -825,7 +825,7 @@ def _context_script_position(text: str) -> int:
 
 def _walk_head(text: str, patterns: tuple[re.Pattern[str], ...]) -> int:
     *starts, child_pattern = patterns
-    at = 0
+    at = 1 if text.startswith("\ufeff") else 0  # the decoder drops a byte order mark: nothing goes before it
     for start in starts:
         found = start.match(text, at)
         if found is not None:

@@ -144,6 +144,7 @@ def test_svg_without_raw_text_is_rewritten_in_place() -> None:
         ("<!doctype html><!-- c --><p>hello", "<p>"),
         ("<!doctype html><noscript><a href=/n></noscript><meta charset=utf-8>", "<noscript>"),
         ("</head><meta charset=utf-8><head><p>", "<head>"),  # after </head> a <meta> still goes into <head>
+        ("\ufeff<!doctype html><p>", "<p>"),
         ("<HTML><HEAD profile=x>\n<link rel=x href=/l>", "\n<link"),
         ("<html><head><meta http-equiv=Content-Type content='text/html'><meta name=x>", "<meta name"),
     ],
@@ -155,7 +156,9 @@ def test_context_script_placement(page: str, before: str) -> None:
     script = f'<script id="{CONTEXT_SCRIPT_ID}">'
     assert text.count(script) == 1
     assert text.index(script) < text.index(before)
-    head = LexborHTMLParser(text).head
+    if "<!doctype" in page.lower():  # nothing before the doctype, which would switch to quirks mode
+        assert text.lower().index("<!doctype") < text.index(script)
+    head = LexborHTMLParser(text.removeprefix("\ufeff")).head  # as a browser's decoder drops it
     assert head is not None
     assert head.css_first(f"script#{CONTEXT_SCRIPT_ID}") is not None
 
