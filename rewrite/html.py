@@ -81,7 +81,10 @@ def rewrite_html(document: str, config: RewriteConfig) -> RewriteResult:
         return RewriteResult(document)
     is_document = _DOCUMENT_MARKER.search(document) is not None
     if config.strategy == "full":
-        done = rewrite_source(document, config, is_document=is_document)
+        try:
+            done = rewrite_source(document, config, is_document=is_document)
+        except Exception:  # a bug in the faster pass must not cost the page its rewrite: the tree does it
+            done = None
         if done is not None:
             return done
     return _rewrite_tree(document, config, is_document=is_document)

@@ -41,6 +41,9 @@ from rewrite.urls import to_public_url
 # whose names have no underscore.
 __all__: list[str] = []
 
+# No capturing group sits inside a possessive repeat or atomic group in this module: CPython 3.11's `re`
+# can then raise SystemError ("The span of capturing group is wrong") when a later try backtracks.
+#
 # Why `re` and not `regex`, unlike the rest of the package: on this scan the standard engine is about three
 # times faster, and the scan needs no timeout. Every quantifier is possessive, bounded or a lazy scan to a
 # fixed end, so no match backtracks, and from every place a match starts at one of its branches matches
@@ -232,7 +235,7 @@ def _css_pattern(prefix: str) -> re.Pattern[str]:
         (?: (?<=")/[^"\n\x00]*+"?+ | (?<=')/[^'\n\x00]*+'?+ | (?<=[(\t\n\x0b\f\r ])/{_CSS_BARE}*+ )?+
         (?: [^"'(/@\\\x00]++ | "[^"\n\x00\\]*+"?+ | '[^'\n\x00\\]*+'?+
           | (?!{stop}|{trouble}) (?: {kept} | \( ) | /(?!\*) | @(?!(?i:import)) | \x00 )*+
-        (?: {stop} | \Z )?+ ) ({trouble})?+"""
+        (?: {stop} | \Z )?+ ) ({trouble})?"""
     return re.compile(pattern, re.VERBOSE)
 
 
@@ -309,7 +312,7 @@ _TAG = re.compile(
     rf"<(?P<name>[a-zA-Z][^\t\n\f\r />]*+)(?P<attributes>{_ANY_ATTRIBUTES})(?:>|\Z)", re.VERBOSE
 )
 _TAG_ATTRIBUTE = re.compile(
-    rf"""(?P<name>{_NAME}) (?: {_W}*+ = {_W}*+ (?P<value> "[^"]*+"?+ | '[^']*+'?+ | [^\t\n\f\r >]*+ ) )?+""",
+    rf"""(?P<name>{_NAME}) (?: {_W}*+ = {_W}*+ (?P<value> "[^"]*+"?+ | '[^']*+'?+ | [^\t\n\f\r >]*+ ) )?""",
     re.VERBOSE,
 )
 _SCRIPT_START = re.compile(r"<script[\t\n\f\r />]", re.IGNORECASE)
@@ -773,7 +776,7 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
     # End tags the parser ignores before <html> and in <head> (HTML Standard, "before html" and "in head"
     # insertion modes), bogus comments, and </head>: after it the elements a head holds still go into the
     # head ("after head" insertion mode).
-    ignored = rf"""</ (?: (?!(?i:body|html|br|template){_TAG_END}) (?P<end>[a-zA-Z][^\t\n\f\r />]*+){tag}
+    ignored = rf"""</ (?: (?!(?i:body|html|br|template){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+{tag}
                         | (?![a-zA-Z]) [^>]*+ (?: > {end} ) )"""
     prolog = re.compile(rf"(?: {_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored} )*+", re.VERBOSE)
     html_start = re.compile(rf"<(?i:html){tag}", re.VERBOSE)
@@ -781,7 +784,7 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
     # What a head holds before its first script (HTML Standard, "in head" insertion mode); a <meta> is
     # captured to see whether it declares the charset.
     child = re.compile(
-        rf"""{_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored}
+        rf"""{_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | (?P<end> </(?i:head){tag} ) | {ignored}
         | (?P<meta> <(?i:meta){tag} )
         | <(?i:link|base|basefont|bgsound|html|head){tag}
         | <(?P<raw>(?i:title|style|noframes|noscript|template)){_TAG_END} {_ANY_ATTRIBUTES} >
@@ -797,8 +800,9 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
 _HEAD_NOSCRIPT = re.compile(
     rf"""(?: {_W}++ | <!--(?: -?> | [\s\S]*? --!?> )
         | <(?i:link|meta|basefont|bgsound){_TAG_END} {_ANY_ATTRIBUTES} >
-        | <(?P<raw>(?i:style|noframes)){_TAG_END} {_ANY_ATTRIBUTES} >
-            [\s\S]*? </(?P=raw)(?=[\t\n\f\r />]) [^>]*+ > )*+""",
+        | <(?i:style){_TAG_END} {_ANY_ATTRIBUTES} > [\s\S]*? </(?i:style)(?=[\t\n\f\r />]) [^>]*+ >
+        | <(?i:noframes){_TAG_END} {_ANY_ATTRIBUTES} >
+            [\s\S]*? </(?i:noframes)(?=[\t\n\f\r />]) [^>]*+ > )*+""",
     re.VERBOSE,
 )
 
@@ -837,7 +841,7 @@ def _walk_head(text: str, patterns: tuple[re.Pattern[str], ...]) -> int:
             after_head or not _HEAD_NOSCRIPT.fullmatch(child.group("content"))
         ):
             break  # the head ends here (after </head>, or inside this noscript)
-        after_head = after_head or (child.group("end") or "").lower() == "head"
+        after_head = after_head or child.group("end") is not None
         at = child.end()
         meta = child.group("meta")
         if meta is not None and ("charset" in meta.lower() or "content-type" in meta.lower()):

@@ -328,3 +328,50 @@ def test_plain_css_batch_agrees_with_rewrite_css(values: list[str]) -> None:
     got = _prefix_css("\x00".join(values), "/abc123")
     if got is not None:
         assert got.split("\x00") == [rewrite_css(value, NO_INJECT).text for value in values]
+
+
+def _groups_in_possessive(items: object, inside: bool = False) -> list[int]:
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    found: list[int] = []
+    for op, argument in items:  # type: ignore[attr-defined]
+        if op is c.SUBPATTERN:
+            if argument[0] is not None and inside:
+                found.append(argument[0])
+            found += _groups_in_possessive(argument[3], inside)
+        elif op in (c.POSSESSIVE_REPEAT, c.MAX_REPEAT, c.MIN_REPEAT):
+            found += _groups_in_possessive(argument[2], inside or op is c.POSSESSIVE_REPEAT)
+        elif op is c.ATOMIC_GROUP:
+            found += _groups_in_possessive(argument, True)
+        elif op is c.BRANCH:
+            for branch in argument[1]:
+                found += _groups_in_possessive(branch, inside)
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            found += _groups_in_possessive(argument[1], inside)
+        elif op is c.GROUPREF_EXISTS:
+            for branch in argument[1:]:
+                if branch is not None:
+                    found += _groups_in_possessive(branch, inside)
+    return found
+
+
+def test_no_capturing_group_inside_a_possessive_repeat() -> None:
+    """CPython 3.11's re can raise SystemError for a group inside a possessive repeat: none is."""
+    from re import _parser  # type: ignore[attr-defined]
+
+    import rewrite.html_source as module
+
+    patterns = [value for value in vars(module).values() if isinstance(value, re.Pattern)]
+    patterns += [*module._HEAD_WALK, *module._HEAD_WALK_CLOSED, module._css_pattern("/abc123")]
+    patterns += [
+        module._main_pattern(prefix, origins) for prefix in ("", "/abc123") for origins in (False, True)
+    ]
+    assert _groups_in_possessive(_parser.parse(r"(?:x|(?:(a)b|c))*+", 0)) == [1]  # the check itself works
+    for pattern in patterns:
+        tree = _parser.parse(pattern.pattern, pattern.flags)
+        assert _groups_in_possessive(tree) == [], pattern.pattern[:80]
+
+
+def test_a_page_that_once_raised_system_error() -> None:
+    """The page that showed the bug comes back rewritten, not raising."""
+    assert rewrite_html('</a href="/end"></ ><head>', PATH_MODE).changed
