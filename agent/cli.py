@@ -280,7 +280,7 @@ def _is_listening(host: str, port: int) -> bool:
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket, bound before any server starts so a busy port fails early with a clear message."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # see agent.serve.bind
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
