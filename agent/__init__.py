@@ -64,7 +64,7 @@ _EXPORTS = {
         "run_agent",
     ],
     "local_pool": ["ShardedTransport"],
-    "relay": ["BrokenOff", "Relay", "StreamStop"],
+    "relay": ["BrokenOff", "Relay", "StreamStop", "finish_off_loop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",
         "DEFAULT_TUNNEL_CONCURRENCY",
@@ -79,6 +79,7 @@ _EXPORTS = {
         "add_serve_arguments",
         "add_up_arguments",
         "format_server_event",
+        "is_listening",
         "load_resume_secret",
         "serve_command",
         "serve_options_from_args",

@@ -25,7 +25,13 @@ import uvicorn
 from agent.agent_cli import add_agent_arguments, agent_command, port_or_zero
 from agent.demo import DemoProxy
 from agent.package import add_package_arguments, package_command
-from agent.serve_cli import add_serve_arguments, add_up_arguments, serve_command, up_command
+from agent.serve_cli import (
+    add_serve_arguments,
+    add_up_arguments,
+    is_listening,
+    serve_command,
+    up_command,
+)
 from lambda_app.emulate_cli import add_emulate_arguments, emulate_command
 from rewrite import RewriteConfig
 
@@ -147,7 +153,7 @@ def run_demo(settings: DemoSettings) -> int:
     # A bare prefix ("demo", "/demo/") is accepted in the form people type it.
     prefix = "/" + settings.prefix.strip("/") if settings.prefix.strip("/") else ""
     sample_app: Any = None
-    if settings.upstream_port == 0 or not _is_listening(_LOOPBACK, settings.upstream_port):
+    if settings.upstream_port == 0 or not is_listening(_LOOPBACK, settings.upstream_port):
         try:
             # FastAPI and Swagger UI's assets are dev dependencies, needed only when the sample app runs.
             from agent.sample_app import create_app
@@ -267,15 +273,6 @@ def _announce(config: RewriteConfig, settings: DemoSettings, *, started_sample: 
         print(f"Swagger UI: {path_url}docs")
         print(f"API:        {path_url}api/items")
     print("Press Ctrl-C to stop.", flush=True)
-
-
-def _is_listening(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -23,11 +23,11 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
-from agent.relay import BrokenOff, Relay, StreamStop
+from agent.relay import BrokenOff, Relay, StreamStop, finish_off_loop
 from lambda_app.app import Exchange, Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page
 from lambda_app.asgi import Receive, Send, read_body
 from lambda_app.auth import Authenticator, AuthError
-from lambda_app.records import Outcome, ResponseOutcome
+from lambda_app.records import Outcome
 from lambda_app.store_memory import MemoryStore
 from transport.errors import TransportError
 from transport.local import LocalTransport
@@ -49,8 +49,6 @@ _log = logging.getLogger("agent.serve")
 DEFAULT_BODY_LIMIT: Final = 64 * 1024 * 1024
 #: Requests one tunnel may have in flight at once by default; more get 503.
 DEFAULT_TUNNEL_CONCURRENCY: Final = 256
-# Answers bigger than this are rewritten in a worker thread, so that the event loop keeps serving others.
-_REWRITE_INLINE_BYTES: Final = 64 * 1024
 # Request bodies up to this size are read whole and sent in one message; bigger ones stream.
 _INLINE_BODY_BYTES: Final = 64 * 1024
 
@@ -361,9 +359,7 @@ class SelfHostedGateway:
             except TransportError as exc:
                 return self.gateway.undeliverable(exchange, exc)
             outcome, wakes = await self._wait(exchange, waiter)
-            if isinstance(outcome, ResponseOutcome) and len(outcome.body) > _REWRITE_INLINE_BYTES:
-                return await asyncio.to_thread(self.gateway.finish, exchange, outcome, wakes)
-            return self.gateway.finish(exchange, outcome, wakes)
+            return await finish_off_loop(self.gateway, exchange, outcome, wakes)
         finally:
             del self._waiters[request_id]
 

@@ -41,6 +41,7 @@ __all__ = [
     "add_serve_arguments",
     "add_up_arguments",
     "format_server_event",
+    "is_listening",
     "load_resume_secret",
     "serve_command",
     "serve_options_from_args",
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 _LOOPBACK: Final = "127.0.0.1"
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 _SERVE_EPILOG = """\
 agents connect to the gateway's root: tunnel agent 3000 --endpoint ws://HOST:PORT/ --token TOKEN
@@ -233,6 +233,15 @@ def serve_options_from_args(args: argparse.Namespace, environ: Mapping[str, str]
     return options
 
 
+def is_listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _default_state_dir(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "http-tunnel"
@@ -402,7 +411,7 @@ def up_command(args: argparse.Namespace) -> int:
         output=mode,
     )
 
-    if mode == "log" and not _is_listening(args.local_host, args.port):
+    if mode == "log" and not is_listening(args.local_host, args.port):
         print(
             f"Nothing listens on {config.local_origin} yet: requests get a 502 page until your app starts.",
             file=sys.stderr,
@@ -413,14 +422,6 @@ def up_command(args: argparse.Namespace) -> int:
             await Agent(config, on_event=event_printer(mode)).run()
 
     return _run_until_stopped(main)
-
-
-def _is_listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _gateway_server(
