@@ -63,7 +63,7 @@ _EXPORTS = {
         "reconnect_delays",
         "run_agent",
     ],
-    "local_pool": ["ShardedTransport"],
+    "local_http": ["AiohttpTransport"],
     "relay": ["BrokenOff", "Relay", "StreamStop", "finish_off_loop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",

@@ -71,7 +71,9 @@ EXCLUDED_MODULES: Final = frozenset(
 )
 #: The project's requirements that only the agent, the self-hosted gateway and the command line use
 #: (tests/agent/test_package.py checks this list against what the handler imports).
-CLI_ONLY_REQUIREMENTS: Final = frozenset({"httptools", "httpx", "sniffio", "uvicorn", "uvloop", "websockets"})
+CLI_ONLY_REQUIREMENTS: Final = frozenset(
+    {"aiohttp", "httptools", "httpx", "sniffio", "uvicorn", "uvloop", "websockets"}
+)
 #: Distributions every Lambda Python runtime already provides
 #: (https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html): never packaged.
 RUNTIME_PROVIDED: Final = frozenset(

@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.forward import forward, stream_forward
-from agent.local_pool import ShardedTransport
+from agent.local_http import AiohttpTransport
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
 from transport.errors import LocalProtocolError, ProtocolError
@@ -340,8 +340,8 @@ class Agent:
                     httpx.AsyncClient(
                         timeout=self.config.request_timeout,
                         follow_redirects=False,
-                        # As many connections as requests forwarded at once, in small pools (see there).
-                        transport=ShardedTransport(self.config.concurrency),
+                        # aiohttp's pool and C parser under httpx's API (see agent/local_http.py).
+                        transport=AiohttpTransport(self.config.concurrency),
                         # The local app is on this machine: HTTP_PROXY and friends must not apply.
                         trust_env=False,
                     )
