@@ -57,13 +57,16 @@ _EXPORTS = {
     "tunnel": [
         "Agent",
         "AgentConfig",
+        "AgentConnection",
         "AgentEvent",
+        "Connector",
         "EventSink",
         "OutputMode",
         "reconnect_delays",
         "run_agent",
     ],
     "local_http": ["AiohttpTransport"],
+    "in_process": ["AsgiApp", "MemoryConnection", "connect_in_process"],
     "relay": ["BrokenOff", "Relay", "StreamStop", "finish_off_loop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",

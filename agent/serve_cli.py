@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from agent.agent_cli import add_host_header_argument, event_printer, host_header_for, port_or_zero
+from agent.in_process import connect_in_process
 from agent.serve import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_TUNNEL_CONCURRENCY,
@@ -32,7 +33,7 @@ from agent.serve import (
     ServerEvent,
     bind,
 )
-from agent.tunnel import Agent, AgentConfig, OutputMode
+from agent.tunnel import Agent, AgentConfig, AgentConnection, OutputMode
 from lambda_app.auth import Authenticator, SharedTokenVerifier, build_authenticator
 from lambda_app.settings import Settings
 
@@ -417,9 +418,16 @@ def up_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
+    async def connect(uri: str, headers: Mapping[str, str] | None) -> AgentConnection:
+        # The agent reaches its gateway without a socket (agent/in_process.py); the public still comes in
+        # over HTTP, and other agents could still connect over WebSockets.
+        return await connect_in_process(
+            server.app, uri, headers=headers, open_timeout=config.handshake_timeout
+        )
+
     async def main() -> None:
         async with server.running():
-            await Agent(config, on_event=event_printer(mode)).run()
+            await Agent(config, on_event=event_printer(mode), connector=connect).run()
 
     return _run_until_stopped(main)
 

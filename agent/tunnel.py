@@ -16,13 +16,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.forward import forward, stream_forward
@@ -49,7 +49,9 @@ from transport.protocol import TunnelProtocol
 __all__ = [
     "Agent",
     "AgentConfig",
+    "AgentConnection",
     "AgentEvent",
+    "Connector",
     "EventSink",
     "OutputMode",
     "reconnect_delays",
@@ -172,10 +174,33 @@ def reconnect_delays(config: AgentConfig, rng: Callable[[], float] = random.rand
         nominal = min(nominal * config.backoff_factor, config.backoff_max)
 
 
+class AgentConnection(Protocol):
+    """What the agent uses of its connection to the gateway: websockets' `ClientConnection`, or
+    `agent.in_process.MemoryConnection` for `tunnel up`'s agent."""
+
+    @property
+    def close_code(self) -> int | None: ...
+
+    @property
+    def close_reason(self) -> str | None: ...
+
+    async def send(self, message: str | Iterable[str]) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+#: Opens a connection to the gateway: `(uri, handshake headers) -> connection`.
+Connector = Callable[[str, Mapping[str, str] | None], Awaitable[AgentConnection]]
+
+
 class _Sender:
     """Moves the protocol's outgoing frames to the WebSocket, one message at a time, in order."""
 
-    def __init__(self, websocket: ClientConnection, protocol: TunnelProtocol, max_frame_bytes: int) -> None:
+    def __init__(self, websocket: AgentConnection, protocol: TunnelProtocol, max_frame_bytes: int) -> None:
         self._websocket = websocket
         self._protocol = protocol
         self._max_frame_bytes = max_frame_bytes
@@ -298,6 +323,7 @@ class Agent:
         client: The HTTP client for the local app; when None the agent creates one for its lifetime (one
             connection pool for every request) and closes it when `run` ends.
         rng: Returns a float in [0, 1), for the backoff jitter.
+        connector: Opens the connection to the gateway; None for a WebSocket to `config.endpoint`.
     """
 
     def __init__(
@@ -307,8 +333,10 @@ class Agent:
         on_event: EventSink | None = None,
         client: httpx.AsyncClient | None = None,
         rng: Callable[[], float] = random.random,
+        connector: Connector | None = None,
     ) -> None:
         self.config = config
+        self._connector = connector or self._connect_websocket
         self._on_event = on_event
         self._client = client
         self._rng = rng
@@ -395,6 +423,19 @@ class Agent:
         query.append(("resume", self._resume_token))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
+    async def _connect_websocket(self, uri: str, headers: Mapping[str, str] | None) -> AgentConnection:
+        config = self.config
+        return await connect(
+            uri,
+            additional_headers=headers,
+            open_timeout=config.handshake_timeout,
+            # Heartbeats are tunnel `ping` messages: they reach the gateway's logic (and keep API
+            # Gateway's idle timer running); WebSocket control pings might not.
+            ping_interval=None,
+            close_timeout=config.close_timeout,
+            max_size=config.max_receive_bytes,
+        )
+
     async def _session(self, client: httpx.AsyncClient) -> str:
         """One connection, from opening to its end.
 
@@ -404,16 +445,7 @@ class Agent:
         config = self.config
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else None
         started = time.perf_counter()
-        websocket = await connect(
-            self._uri(),
-            additional_headers=headers,
-            open_timeout=config.handshake_timeout,
-            # Heartbeats are tunnel `ping` messages: they reach the gateway's logic (and keep API
-            # Gateway's idle timer running); WebSocket control pings might not.
-            ping_interval=None,
-            close_timeout=config.close_timeout,
-            max_size=config.max_receive_bytes,
-        )
+        websocket = await self._connector(self._uri(), headers)
         try:
             protocol = TunnelProtocol("agent", max_receive_bytes=config.max_receive_bytes)
             sender = _Sender(websocket, protocol, config.max_frame_bytes)
@@ -446,7 +478,7 @@ class Agent:
             await websocket.close(1000, "agent stopped")
 
     async def _handshake(
-        self, websocket: ClientConnection, protocol: TunnelProtocol, sender: _Sender
+        self, websocket: AgentConnection, protocol: TunnelProtocol, sender: _Sender
     ) -> ConnectionEstablished:
         while True:
             protocol.receive_frame(await websocket.recv())
@@ -459,7 +491,7 @@ class Agent:
 
     async def _serve(
         self,
-        websocket: ClientConnection,
+        websocket: AgentConnection,
         protocol: TunnelProtocol,
         sender: _Sender,
         client: httpx.AsyncClient,
@@ -504,7 +536,7 @@ class Agent:
 
     async def _heartbeat(
         self,
-        websocket: ClientConnection,
+        websocket: AgentConnection,
         protocol: TunnelProtocol,
         sender: _Sender,
         heard: asyncio.Event,
@@ -635,7 +667,7 @@ async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _closed_reason(websocket: ClientConnection) -> str:
+def _closed_reason(websocket: AgentConnection) -> str:
     code = websocket.close_code
     if code is None:
         return "the connection closed"
