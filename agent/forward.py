@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Final
@@ -218,6 +219,12 @@ def _error(
     return ErrorMessage("internal_error", f"{type(exc).__name__}: {exc}", request_id)
 
 
+@functools.lru_cache(maxsize=16)
+def _origin_url(local_origin: str) -> httpx.URL:
+    """The local app's origin, parsed once (an agent forwards every request to the same one)."""
+    return httpx.URL(local_origin)
+
+
 def _build_request(
     request: HttpRequest,
     local_origin: str,
@@ -231,7 +238,7 @@ def _build_request(
     # raw_path carries path and query as they are (httpx would otherwise re-quote the query); only bytes
     # outside ASCII are percent-encoded, as UTF-8, the way a browser sends them (RFC 3986 section 2.1).
     raw_path = quote(request.uri, safe=_ASCII_PRINTABLE).encode("ascii")
-    url = httpx.URL(local_origin).copy_with(raw_path=raw_path)
+    url = _origin_url(local_origin).copy_with(raw_path=raw_path)
     # A whole body gets its length from httpx; a streamed one keeps the caller's, if it said one (without
     # it, httpx sends the stream chunked).
     headers = [

@@ -15,15 +15,16 @@ httpx's, so callers see one set of exceptions.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 from collections.abc import AsyncIterator, Iterator
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import httpx
 import yarl
 from multidict import CIMultiDict
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "NoCookieJar"]
 
 # aiohttp adds these unless told not to; the agent sends only what the public caller sent.
 _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent")
@@ -54,6 +55,20 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
     except (aiohttp.ClientError, OSError) as exc:
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+
+
+class NoCookieJar(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing, for the agent's shared httpx client.
+
+    Cookies belong to the public callers, and pass through in their headers; a jar shared by everyone
+    would only grow with every caller's cookies (and parse each `Set-Cookie` to do so).
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
 
 
 class _ResponseStream(httpx.AsyncByteStream):

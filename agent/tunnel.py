@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.forward import forward, stream_forward
-from agent.local_http import AiohttpTransport
+from agent.local_http import AiohttpTransport, NoCookieJar
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
 from transport.errors import LocalProtocolError, ProtocolError
@@ -370,6 +370,7 @@ class Agent:
                         follow_redirects=False,
                         # aiohttp's pool and C parser under httpx's API (see agent/local_http.py).
                         transport=AiohttpTransport(self.config.concurrency),
+                        cookies=NoCookieJar(),
                         # The local app is on this machine: HTTP_PROXY and friends must not apply.
                         trust_env=False,
                     )

@@ -65,6 +65,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 # RFC 9110 section 5.5: CR, LF and NUL are never allowed in a field value.
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# What str(uuid.UUID(...)) gives: lower-case hex, hyphenated 8-4-4-4-12.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def new_request_id() -> RequestId:
@@ -77,12 +79,14 @@ def new_request_id() -> RequestId:
 
 
 def _check_request_id(value: str, name: str = "request_id") -> None:
+    # Every message carries one: a pattern is ten times cheaper than parsing it with uuid.UUID.
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return
     try:
-        canonical = str(uuid.UUID(value))
+        uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         raise ValueError(f"{name} must be a UUID, got {value!r}") from None
-    if canonical != value:
-        raise ValueError(f"{name} must be a canonical lower-case UUID, got {value!r}")
+    raise ValueError(f"{name} must be a canonical lower-case UUID, got {value!r}")
 
 
 def _check_non_negative_int(value: int, name: str) -> None:

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from agent.in_process import MemoryConnection, connect_in_process
 from agent.serve import SelfHostedGateway, ServeConfig, ServerEvent
-from agent.tunnel import Agent, AgentConfig, AgentConnection, AgentEvent
+from agent.tunnel import Agent, AgentConfig, AgentConnection, AgentEvent, Connector
 from lambda_app.auth import Authenticator, SharedTokenVerifier
 from tests.support.echo_app import create_echo_app, pattern_bytes
 from tests.support.servers import serve_in_thread
@@ -37,7 +37,7 @@ def gateway(events: list[ServerEvent]) -> SelfHostedGateway:
     return SelfHostedGateway(config, Authenticator(SharedTokenVerifier(TOKEN)), on_event=events.append)
 
 
-def connector(app: SelfHostedGateway) -> Callable[[str, Mapping[str, str] | None], Awaitable[AgentConnection]]:
+def connector(app: SelfHostedGateway) -> Connector:
     async def connect(uri: str, headers: Mapping[str, str] | None) -> AgentConnection:
         return await connect_in_process(app, uri, headers=headers)
 
@@ -79,7 +79,8 @@ def test_requests_cross_to_the_agent_without_a_socket(app_port: int) -> None:
             ready = await next_event(events, "ready")
             tunnel = str(ready["tunnel_id"])
             assert ready["path_url"] == f"{PUBLIC}/{tunnel}"
-            public = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC)
+            asgi = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # dict scopes, not MutableMapping
+            public = httpx.AsyncClient(transport=asgi, base_url=PUBLIC)
             async with public:
                 echo = await public.post(f"/{tunnel}/echo?x=1", content=b"hello")
                 assert echo.status_code == 200
@@ -145,7 +146,8 @@ def test_closing_the_agent_end() -> None:
     async def test() -> None:
         server_events: list[ServerEvent] = []
         app = gateway(server_events)
-        connection = await connect_in_process(app, "ws://gw.test/", headers={"Authorization": f"Bearer {TOKEN}"})
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        connection = await connect_in_process(app, "ws://gw.test/", headers=headers)
         assert isinstance(connection, MemoryConnection)
         assert len(app.transport.connection_ids) == 1
         await connection.send(encode_frame(Ready(protocol_version=2, local_origin="http://127.0.0.1:1")))

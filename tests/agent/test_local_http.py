@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from agent.local_http import AiohttpTransport
+from agent.local_http import AiohttpTransport, NoCookieJar
 from tests.support.servers import closed_port
 
 
@@ -81,7 +81,8 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 def client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=AiohttpTransport(8), follow_redirects=False)
+    """Made as the agent makes its client."""
+    return httpx.AsyncClient(transport=AiohttpTransport(8), follow_redirects=False, cookies=NoCookieJar())
 
 
 def test_the_target_and_headers_go_out_as_they_came() -> None:
@@ -122,6 +123,7 @@ def test_repeated_response_headers_and_an_encoded_body_are_kept() -> None:
             # Cookies are the public caller's business: the shared client keeps none to send later.
             await http.send(httpx.Request("GET", origin + "/again"))
         assert raw == packed  # still gzip: the gateway's rewriter decodes what it reads
+        assert not http.cookies  # and httpx's jar stayed empty too
         assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
         assert b"cookie" not in server.heads[1].lower()
 
