@@ -4,9 +4,11 @@
 framed and masked by websockets, written to the kernel, read back and unframed by uvicorn, twice per
 request: about a tenth of the CPU a request costs. Here the agent's connection is a pair of queues, and
 the gateway's side of it is the very ASGI WebSocket handler a network agent gets (authentication, tunnel
-registration, frames into the gateway logic), called with an in-memory scope. Frames are still the
-protocol's text frames, so everything above the socket (handshake, chunks, streamed bodies and their flow
-control, heartbeats, resuming) runs as it does over the network.
+registration, frames into the gateway logic), called with an in-memory scope. Messages cross as the
+objects they are, without being encoded to JSON and decoded again (another tenth): the scope offers the
+ASGI extension `MESSAGES_EXTENSION`, and then each side hands the other what its `TunnelProtocol` would
+have encoded into a frame, one message per frame. Everything above the encoding (handshake, chunks,
+streamed bodies and their flow control, heartbeats, resuming) runs as it does over the network.
 """
 
 from __future__ import annotations
@@ -22,7 +24,23 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 from websockets.frames import Close
 from websockets.http11 import Response
 
-__all__ = ["AsgiApp", "MemoryConnection", "connect_in_process"]
+from transport.messages import TunnelMessage
+
+__all__ = [
+    "MESSAGES_EXTENSION",
+    "MESSAGES_KEY",
+    "MESSAGE_KEY",
+    "AsgiApp",
+    "MemoryConnection",
+    "connect_in_process",
+]
+
+#: The ASGI scope extension of an in-process agent connection: messages may cross unencoded.
+MESSAGES_EXTENSION = "tunnel.messages"
+#: The key of a `websocket.send` event that carries messages to the agent (a list) instead of text.
+MESSAGES_KEY = "tunnel.messages"
+#: The key of a `websocket.receive` event that carries one message from the agent instead of text.
+MESSAGE_KEY = "tunnel.message"
 
 AsgiApp = Callable[
     [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
@@ -40,7 +58,7 @@ class MemoryConnection:
     def __init__(self) -> None:
         # Neither queue is bounded: every body that streams is bounded by its flow-control window, and a
         # whole body by the gateway's limits, as over a socket.
-        self._incoming: asyncio.Queue[str | None] = asyncio.Queue()
+        self._incoming: asyncio.Queue[str | TunnelMessage | None] = asyncio.Queue()
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._refusal: tuple[int, list[tuple[bytes, bytes]]] | None = None
@@ -61,7 +79,17 @@ class MemoryConnection:
         text = message if isinstance(message, str) else "".join(message)
         self._outgoing.put_nowait({"type": "websocket.receive", "text": text})
 
-    async def recv(self) -> str:
+    async def send_message(self, message: TunnelMessage) -> None:
+        """Send one message unencoded, as the frame it would have been encoded into.
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+        """
+        if self.close_code is not None:
+            raise self._closed()
+        self._outgoing.put_nowait({"type": "websocket.receive", MESSAGE_KEY: message})
+
+    async def recv(self) -> str | TunnelMessage:
         """The next message from the gateway.
 
         Raises:
@@ -73,7 +101,7 @@ class MemoryConnection:
             raise self._closed()
         return frame
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    async def __aiter__(self) -> AsyncIterator[str | TunnelMessage]:
         while True:
             try:
                 yield await self.recv()
@@ -112,7 +140,13 @@ class MemoryConnection:
             if not self._accepted.done():
                 self._accepted.set_result(None)
         elif kind == "websocket.send":
-            if self.close_code is None:
+            if self.close_code is not None:
+                return
+            unencoded: list[TunnelMessage] | None = message.get(MESSAGES_KEY)
+            if unencoded is not None:
+                for item in unencoded:
+                    self._incoming.put_nowait(item)
+            else:
                 text = message.get("text")
                 self._incoming.put_nowait(text if text is not None else message["bytes"].decode("utf-8"))
         elif kind == "websocket.close":
@@ -181,6 +215,7 @@ async def connect_in_process(
         "server": None,
         "subprotocols": [],
         "state": {},
+        "extensions": {MESSAGES_EXTENSION: {}},
     }
     connection = MemoryConnection()
     connection._outgoing.put_nowait({"type": "websocket.connect"})

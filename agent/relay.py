@@ -19,10 +19,9 @@ from typing import Final, Literal
 from lambda_app.app import Exchange, Gateway, PublicResponse, StreamMessage, error_page
 from lambda_app.asgi import Receive, Send
 from lambda_app.records import ErrorOutcome, Outcome, ResponseOutcome
-from transport.base import AsyncTransport
 from transport.chunking import BodyAssembler
-from transport.codec import encode_frame
 from transport.errors import ProtocolError, TransportError
+from transport.local import LocalTransport
 from transport.messages import (
     STREAM_WINDOW_BYTES,
     BodyAck,
@@ -76,7 +75,7 @@ class Relay:
     Args:
         gateway: The gateway logic (answers, pages, rewriting).
         exchange: The exchange, begun with the agent streaming.
-        transport: Sends frames to the agent.
+        transport: Sends messages to the agent.
         response_timeout: Seconds for the answer's head, and the longest pause within a streamed body.
         window_bytes: The flow-control window of the request body we stream.
     """
@@ -85,7 +84,7 @@ class Relay:
         self,
         gateway: Gateway,
         exchange: Exchange,
-        transport: AsyncTransport,
+        transport: LocalTransport,
         *,
         response_timeout: float,
         window_bytes: int = STREAM_WINDOW_BYTES,
@@ -323,7 +322,7 @@ class Relay:
 
     async def _send(self, message: TunnelMessage) -> None:
         try:
-            await self._transport.send(self.exchange.connection.connection_id, [encode_frame(message)])
+            await self._transport.send_messages(self.exchange.connection.connection_id, [message])
         except TransportError:
             self.stop(StreamStop.AGENT_GONE)
 

@@ -16,13 +16,14 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
 
 import uvicorn
 
+from agent.in_process import MESSAGE_KEY, MESSAGES_EXTENSION, MESSAGES_KEY
 from agent.relay import BrokenOff, Relay, StreamStop, finish_off_loop
 from lambda_app.app import Exchange, Gateway, GatewayConfig, PublicRequest, PublicResponse, error_page
 from lambda_app.asgi import Receive, Send, read_body
@@ -31,7 +32,14 @@ from lambda_app.records import Outcome
 from lambda_app.store_memory import MemoryStore
 from transport.errors import TransportError
 from transport.local import LocalTransport
-from transport.messages import SUPPORTED_FEATURES, ConnectionId, RequestId, TunnelId, new_request_id
+from transport.messages import (
+    SUPPORTED_FEATURES,
+    ConnectionId,
+    RequestId,
+    TunnelId,
+    TunnelMessage,
+    new_request_id,
+)
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
@@ -123,6 +131,13 @@ class _AsgiWebSocket:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
+class _AsgiMessageSocket(_AsgiWebSocket):
+    """The connection of an agent in this process (`agent.in_process`), which takes messages unencoded."""
+
+    async def send_messages(self, messages: Sequence[TunnelMessage]) -> None:
+        await self._send({"type": "websocket.send", MESSAGES_KEY: list(messages)})
+
+
 class SelfHostedGateway:
     """The ASGI app of the self-hosted gateway.
 
@@ -180,7 +195,10 @@ class SelfHostedGateway:
             title = "Unauthorized" if status == 401 else "Unavailable"
             await self._refuse(receive, send, error_page(status, title, exc.reason, new_request_id()))
             return
-        connection_id = self.transport.register(_AsgiWebSocket(send))
+        in_process = MESSAGES_EXTENSION in scope.get("extensions", {})
+        connection_id = self.transport.register(
+            _AsgiMessageSocket(send) if in_process else _AsgiWebSocket(send)
+        )
         resume = next((value for name, value in query if name == "resume"), None)
         try:
             connection = self.gateway.connect(connection_id, resume_token=resume)
@@ -215,10 +233,14 @@ class SelfHostedGateway:
             message = await receive()
             if message["type"] != "websocket.receive":
                 return
-            frame = message.get("text")
-            result = self.gateway.handle_frame(
-                connection_id, frame if frame is not None else message["bytes"]
-            )
+            unencoded = message.get(MESSAGE_KEY)
+            if unencoded is not None:  # from an agent in this process
+                result = self.gateway.handle_message(connection_id, unencoded)
+            else:
+                frame = message.get("text")
+                result = self.gateway.handle_frame(
+                    connection_id, frame if frame is not None else message["bytes"]
+                )
             if result.stream is not None and result.stream.request_id is not None:
                 relay = self._relays.get(result.stream.request_id)
                 if relay is not None:
@@ -327,7 +349,7 @@ class SelfHostedGateway:
         client = None
         try:
             try:
-                await self.transport.send(exchange.connection.connection_id, exchange.frames)
+                await self.transport.send_messages(exchange.connection.connection_id, exchange.messages)
             except TransportError as exc:
                 return self.gateway.undeliverable(exchange, exc)
             client = asyncio.create_task(self._client_side(relay, receive, stream_body))
@@ -355,7 +377,7 @@ class SelfHostedGateway:
         self._waiters[request_id] = waiter
         try:
             try:
-                await self.transport.send(waiter.connection_id, exchange.frames)
+                await self.transport.send_messages(waiter.connection_id, exchange.messages)
             except TransportError as exc:
                 return self.gateway.undeliverable(exchange, exc)
             outcome, wakes = await self._wait(exchange, waiter)

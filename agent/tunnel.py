@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.forward import forward, stream_forward
+from agent.in_process import MemoryConnection
 from agent.local_http import AiohttpTransport, NoCookieJar
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
@@ -186,9 +187,9 @@ class AgentConnection(Protocol):
 
     async def send(self, message: str | Iterable[str]) -> None: ...
 
-    async def recv(self) -> str | bytes: ...
+    async def recv(self) -> str | bytes | TunnelMessage: ...
 
-    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+    def __aiter__(self) -> AsyncIterator[str | bytes | TunnelMessage]: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
@@ -261,6 +262,10 @@ class _Sender:
                 await self._flush()
 
     async def _flush(self) -> None:
+        if isinstance(self._websocket, MemoryConnection):  # the gateway in this process takes messages
+            for message in self._protocol.messages_to_send():
+                await self._websocket.send_message(message)
+            return
         for frame in self._protocol.frames_to_send():
             if len(frame) > self._max_frame_bytes or not frame.isascii():
                 # One fragmented WebSocket message: every frame within API Gateway's 32 KB quota.
@@ -482,7 +487,7 @@ class Agent:
         self, websocket: AgentConnection, protocol: TunnelProtocol, sender: _Sender
     ) -> ConnectionEstablished:
         while True:
-            protocol.receive_frame(await websocket.recv())
+            _receive(protocol, await websocket.recv())
             await sender.send()  # a pong, if a ping came first
             for event in protocol.events_received():
                 if isinstance(event, ConnectionEstablished):
@@ -506,7 +511,7 @@ class Agent:
             async for frame in websocket:
                 heard.set()
                 try:
-                    protocol.receive_frame(frame)
+                    _receive(protocol, frame)
                 except ProtocolError as exc:
                     # One bad frame costs its own request only; the gateway times that one out.
                     _log.warning("bad frame from the gateway: %s", exc)
@@ -654,6 +659,13 @@ class Agent:
             self._on_event(event)
         except Exception:  # a broken sink must not break the tunnel
             _log.exception("event sink failed")
+
+
+def _receive(protocol: TunnelProtocol, frame: str | bytes | TunnelMessage) -> None:
+    if isinstance(frame, str | bytes):
+        protocol.receive_frame(frame)
+    else:  # from the gateway in this process, unencoded
+        protocol.receive_message(frame)
 
 
 class _HandshakeRefused(Exception):  # noqa: N818 (a signal inside this module, never raised out of it)

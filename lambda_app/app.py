@@ -48,6 +48,7 @@ from transport.messages import (
     Ready,
     RequestId,
     TunnelId,
+    TunnelMessage,
     new_request_id,
 )
 
@@ -190,7 +191,7 @@ class Exchange:
         request_id: The id the agent's answer will carry.
         connection: The agent's connection.
         rewrite: How the answer is rewritten for the public origin.
-        frames: The `http_request` (and its body chunks), encoded.
+        messages: The `http_request` (and its body chunks), each one frame's worth.
         streamed: The agent streams bodies (`body_stream`): its answer comes back through
             `FrameResult.stream`, not the store, and the request body may follow the head as a stream.
     """
@@ -198,8 +199,13 @@ class Exchange:
     request_id: RequestId
     connection: Connection
     rewrite: RewriteConfig
-    frames: tuple[str, ...]
+    messages: tuple[TunnelMessage, ...]
     streamed: bool = False
+
+    @property
+    def frames(self) -> tuple[str, ...]:
+        """The messages, encoded."""
+        return tuple(encode_frame(message) for message in self.messages)
 
 
 #: What an agent sends about a streamed exchange.
@@ -300,6 +306,11 @@ class Gateway:
         except ProtocolError as exc:
             _log.warning("bad frame", extra={"connection": connection_id, "reason": str(exc)})
             return _reply(ErrorMessage("invalid_request", f"bad frame: {exc}"))
+        return self.handle_message(connection_id, message)
+
+    def handle_message(self, connection_id: ConnectionId, message: TunnelMessage) -> FrameResult:
+        """Take one message from an agent as `handle_frame` takes it once decoded: from an agent in the same
+        process (`agent.in_process`), which hands over the objects it would have encoded."""
         if isinstance(message, HttpResponse | BodyChunk | BodyEnd | BodyAck | ErrorMessage):
             request_id = message.request_id
             owner = None if request_id is None else self._streamed.get(request_id)
@@ -494,8 +505,7 @@ class Gateway:
             return error_page(500, "Internal error", "A request with this id is pending already.", request_id)
         if streamed:
             self._streamed[request_id] = connection.connection_id
-        frames = tuple(encode_frame(part) for part in parts)
-        return Exchange(request_id, connection, config, frames, streamed)
+        return Exchange(request_id, connection, config, tuple(parts), streamed)
 
     def streams_bodies(self, request: PublicRequest) -> bool:
         """Whether the agent of the tunnel this request names can take its body as a stream."""

@@ -1,22 +1,24 @@
 """`LocalTransport`, which sends frames over live `websockets` connections (async I/O), for development.
 
 The self-hosted gateway registers each agent's WebSocket here under a connection id, so the gateway logic
-sends through the same `AsyncTransport` interface that the AWS gateway uses.
+sends through the same `AsyncTransport` interface that the AWS gateway uses. A connection to an agent in
+the same process (`agent.in_process`) may take messages as they are, unencoded (`MessageConnection`).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from websockets.exceptions import ConnectionClosed
 
 from transport.chunking import split_frame
+from transport.codec import encode_frame
 from transport.errors import ConnectionGone
-from transport.messages import ConnectionId
+from transport.messages import ConnectionId, TunnelMessage
 
-__all__ = ["LocalTransport", "WebSocketConnection", "new_connection_id"]
+__all__ = ["LocalTransport", "MessageConnection", "WebSocketConnection", "new_connection_id"]
 
 
 class WebSocketConnection(Protocol):
@@ -28,6 +30,15 @@ class WebSocketConnection(Protocol):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection."""
+        ...
+
+
+@runtime_checkable
+class MessageConnection(WebSocketConnection, Protocol):
+    """A connection that also takes messages unencoded: to an agent in the same process."""
+
+    async def send_messages(self, messages: Sequence[TunnelMessage]) -> None:
+        """Send messages, in order, each as the frame it would have been encoded into."""
         ...
 
 
@@ -92,6 +103,22 @@ class LocalTransport:
                     await websocket.send(split_frame(frame, limit))
                 else:
                     await websocket.send(frame)
+        except ConnectionClosed as exc:
+            self._connections.pop(connection_id, None)
+            raise ConnectionGone(f"connection {connection_id} closed", connection_id=connection_id) from exc
+
+    async def send_messages(self, connection_id: ConnectionId, messages: Sequence[TunnelMessage]) -> None:
+        """Send messages, in order: as they are to a `MessageConnection`, else encoded, as by `send`.
+
+        Raises:
+            ConnectionGone: The connection is not registered or closed while sending.
+        """
+        websocket = self._connections.get(connection_id)
+        if not isinstance(websocket, MessageConnection):
+            await self.send(connection_id, [encode_frame(message) for message in messages])
+            return
+        try:
+            await websocket.send_messages(messages)
         except ConnectionClosed as exc:
             self._connections.pop(connection_id, None)
             raise ConnectionGone(f"connection {connection_id} closed", connection_id=connection_id) from exc

@@ -113,7 +113,7 @@ class TunnelProtocol:
             self._version = version
             self._features = self._local_features if version >= 2 else frozenset()
         self._events: list[TunnelMessage] = []
-        self._outgoing: list[str] = []
+        self._outgoing: list[TunnelMessage] = []
         self._assemblers: dict[RequestId, BodyAssembler] = {}
         self._readers: dict[RequestId, StreamReader] = {}
         self._writers: dict[RequestId, tuple[StreamWriter, Window]] = {}
@@ -166,7 +166,15 @@ class TunnelProtocol:
             RemoteProtocolError: The frame is malformed, too big, not one the peer may send, or a chunk
                 fails its checks; `field` names the culprit.
         """
-        message = decode_frame(frame, max_bytes=self.max_receive_bytes)
+        self.receive_message(decode_frame(frame, max_bytes=self.max_receive_bytes))
+
+    def receive_message(self, message: TunnelMessage) -> None:
+        """Take one message from the peer as `receive_frame` takes it once decoded: from a peer in the same
+        process (`agent.in_process`), which hands over the message objects it would have encoded.
+
+        Raises:
+            RemoteProtocolError: As `receive_frame`, except for what only decoding finds.
+        """
         peer = _PEER[self.role]
         if not isinstance(message, _SENT_BY[peer]):
             raise RemoteProtocolError(f"an {peer} does not send {type(message).__name__}", field="type")
@@ -406,7 +414,7 @@ class TunnelProtocol:
         self._state = ProtocolState.ESTABLISHED
 
     def _queue(self, message: TunnelMessage) -> None:
-        self._outgoing.append(encode_frame(message))
+        self._outgoing.append(message)
 
     def frames_to_send(self) -> list[str]:
         """Drain the frames waiting to go to the peer, in order.
@@ -415,5 +423,11 @@ class TunnelProtocol:
             JSON text frames, each at most `max_message_bytes` long. An agent talking to API Gateway sends
             each through `split_frame` as one fragmented WebSocket message of 32 KB frames.
         """
-        frames, self._outgoing = self._outgoing, []
-        return frames
+        return [encode_frame(message) for message in self.messages_to_send()]
+
+    def messages_to_send(self) -> list[TunnelMessage]:
+        """Drain the messages waiting to go to the peer, in order, not encoded: for a peer in the same
+        process (`agent.in_process`), which takes them with `receive_message`. Each is one frame's worth.
+        """
+        messages, self._outgoing = self._outgoing, []
+        return messages

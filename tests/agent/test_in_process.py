@@ -20,7 +20,14 @@ from lambda_app.auth import Authenticator, SharedTokenVerifier
 from tests.support.echo_app import create_echo_app, pattern_bytes
 from tests.support.servers import serve_in_thread
 from transport.codec import decode_frame, encode_frame
-from transport.messages import ConnectionEstablished, Ready
+from transport.messages import (
+    SUPPORTED_FEATURES,
+    ConnectionEstablished,
+    HttpRequest,
+    HttpResponse,
+    Ready,
+    TunnelMessage,
+)
 
 TOKEN = "in-process-token"
 PUBLIC = "http://gw.test"
@@ -151,7 +158,9 @@ def test_closing_the_agent_end() -> None:
         assert isinstance(connection, MemoryConnection)
         assert len(app.transport.connection_ids) == 1
         await connection.send(encode_frame(Ready(protocol_version=2, local_origin="http://127.0.0.1:1")))
-        answer = decode_frame(await connection.recv())  # through the gateway's logic and back
+        frame = await connection.recv()  # through the gateway's logic and back
+        assert isinstance(frame, str)
+        answer = decode_frame(frame)
         assert isinstance(answer, ConnectionEstablished)
         assert answer.tunnel_id in answer.public_url
         await connection.close(1000, "done")
@@ -159,8 +168,40 @@ def test_closing_the_agent_end() -> None:
         assert (connection.close_code, connection.close_reason) == (1000, "done")
         with pytest.raises(ConnectionClosedOK):
             await connection.send("{}")
-        frames: AsyncIterator[str] = connection.__aiter__()
+        frames: AsyncIterator[str | TunnelMessage] = connection.__aiter__()
         assert [frame async for frame in frames] == []  # iteration ends quietly after a normal close
         assert [event["event"] for event in server_events] == ["agent_connected", "agent_disconnected"]
+
+    run(test)
+
+
+def test_messages_cross_unencoded_both_ways() -> None:
+    """An in-process connection hands the gateway's `http_request` to the agent as the object, and the
+    agent's `http_response` back the same way; frames (here the handshake's) still work beside them."""
+
+    async def test() -> None:
+        app = gateway([])
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        connection = await connect_in_process(app, "ws://gw.test/", headers=headers)
+        ready = Ready(protocol_version=2, features=SUPPORTED_FEATURES, local_origin="http://127.0.0.1:1")
+        await connection.send_message(ready)
+        frame = await connection.recv()
+        assert isinstance(frame, str)
+        established = decode_frame(frame)
+        assert isinstance(established, ConnectionEstablished)
+        asgi = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # dict scopes, not MutableMapping
+        async with httpx.AsyncClient(transport=asgi, base_url=PUBLIC) as public:
+            answer = asyncio.create_task(public.get(f"/{established.tunnel_id}/hello?x=1"))
+            request = await connection.recv()
+            assert isinstance(request, HttpRequest)
+            assert request.uri == "/hello?x=1"
+            await connection.send_message(
+                HttpResponse(request.request_id, 201, headers=(("x-agent", "yes"),), body=b"made")
+            )
+            response = await answer
+        assert response.status_code == 201
+        assert response.headers["x-agent"] == "yes"
+        assert response.content == b"made"
+        await connection.close()
 
     run(test)

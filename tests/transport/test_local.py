@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -28,6 +28,7 @@ from transport.messages import (
     Ping,
     Ready,
     TunnelId,
+    TunnelMessage,
     new_request_id,
 )
 from transport.protocol import ProtocolState, TunnelProtocol
@@ -67,6 +68,37 @@ def test_long_messages_are_sent_as_fragments() -> None:
         assert isinstance(long, list)
         assert "".join(long) == "x" * 100_000
         assert all(len(piece) <= MAX_WEBSOCKET_FRAME_BYTES for piece in long)
+
+    asyncio.run(scenario())
+
+
+class RecordingMessageConnection(RecordingWebSocket):
+    """A connection that takes messages unencoded, as an in-process agent's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unencoded: list[TunnelMessage] = []
+
+    async def send_messages(self, messages: Sequence[TunnelMessage]) -> None:
+        self.unencoded.extend(messages)
+
+
+def test_send_messages_encodes_for_a_websocket_and_not_for_a_message_connection() -> None:
+    """`send_messages` encodes each message into the frame `send` would carry, unless the connection takes
+    messages as they are."""
+
+    async def scenario() -> None:
+        messages: list[TunnelMessage] = [HttpRequest(new_request_id(), "GET", "/a", body=b"\x00\xff"), Ping()]
+        websocket, carrier = RecordingWebSocket(), RecordingMessageConnection()
+        transport = LocalTransport()
+        to_websocket, to_carrier = transport.register(websocket), transport.register(carrier)
+        await transport.send_messages(to_websocket, messages)
+        await transport.send_messages(to_carrier, messages)
+        assert websocket.messages == [encode_frame(message) for message in messages]
+        assert carrier.unencoded == messages
+        assert carrier.messages == []
+        with pytest.raises(ConnectionGone):
+            await transport.send_messages(new_connection_id(), messages)
 
     asyncio.run(scenario())
 

@@ -451,3 +451,37 @@ def test_bodies_cannot_be_sent_as_loose_chunks() -> None:
         pair.agent.send(BodyEnd(RID, 0, 0, hashlib.sha256(b"").hexdigest()))
     with pytest.raises(LocalProtocolError):
         pair.agent.send_body(RID, b"no head was sent")
+
+
+def test_messages_cross_unencoded_as_frames_would() -> None:
+    """`messages_to_send` and `receive_message` (an in-process peer) carry the very messages the frames
+    would: handshake, a chunked body reassembled, pings answered, wrong senders refused."""
+    agent, gateway = TunnelProtocol("agent"), TunnelProtocol("gateway")
+    carried: list[int] = []
+
+    def carry(sender: TunnelProtocol, receiver: TunnelProtocol) -> list[TunnelMessage]:
+        messages = sender.messages_to_send()
+        carried.append(len(messages))
+        assert sender.frames_to_send() == []  # one queue, drained by either
+        for message in messages:
+            assert len(encode_frame(message)) <= MAX_MESSAGE_BYTES  # each is one frame's worth
+            receiver.receive_message(message)
+        return receiver.events_received()
+
+    agent.send(V2_READY)
+    assert carry(agent, gateway) == [V2_READY]
+    gateway.send(_established())
+    (established,) = carry(gateway, agent)
+    assert isinstance(established, ConnectionEstablished)
+    assert agent.chunking
+    body = random.Random(3).randbytes(400_000)
+    request = HttpRequest(new_request_id(), "POST", "/upload", body=body, timestamp=9)
+    gateway.send(request)
+    assert carry(gateway, agent) == [request]
+    assert carried[-1] > 1  # split into chunks, as for the network
+    agent.send(Ping())
+    assert carry(agent, gateway) == [Ping()]
+    assert carry(gateway, agent) == [Pong()]
+    with pytest.raises(RemoteProtocolError) as caught:
+        gateway.receive_message(HttpRequest(RID, "GET", "/"))
+    assert caught.value.field == "type"
