@@ -65,7 +65,7 @@ _EXPORTS = {
         "reconnect_delays",
         "run_agent",
     ],
-    "local_http": ["AiohttpTransport", "NoCookieJar"],
+    "local_http": ["AiohttpTransport", "LocalClient"],
     "in_process": ["AsgiApp", "MemoryConnection", "connect_in_process"],
     "relay": ["BrokenOff", "Relay", "StreamStop", "finish_off_loop"],
     "serve": [

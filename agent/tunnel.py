@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent.forward import forward, stream_forward
 from agent.in_process import MemoryConnection
-from agent.local_http import AiohttpTransport, NoCookieJar
+from agent.local_http import LocalClient
 from transport.chunking import MAX_WEBSOCKET_FRAME_BYTES, split_frame
 from transport.codec import DEFAULT_MAX_FRAME_BYTES
 from transport.errors import LocalProtocolError, ProtocolError
@@ -370,15 +370,7 @@ class Agent:
             client = self._client
             if client is None:
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        timeout=self.config.request_timeout,
-                        follow_redirects=False,
-                        # aiohttp's pool and C parser under httpx's API (see agent/local_http.py).
-                        transport=AiohttpTransport(self.config.concurrency),
-                        cookies=NoCookieJar(),
-                        # The local app is on this machine: HTTP_PROXY and friends must not apply.
-                        trust_env=False,
-                    )
+                    LocalClient(max_connections=self.config.concurrency, timeout=self.config.request_timeout)
                 )
             try:
                 await self._reconnect_forever(client)

@@ -61,6 +61,7 @@ class LocalTransport:
     def __init__(self, *, max_frame_bytes: int | None = None) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._connections: dict[ConnectionId, WebSocketConnection] = {}
+        self._carriers: dict[ConnectionId, MessageConnection] = {}
 
     def register(
         self, websocket: WebSocketConnection, connection_id: ConnectionId | None = None
@@ -76,11 +77,14 @@ class LocalTransport:
         """
         connection_id = connection_id if connection_id is not None else new_connection_id()
         self._connections[connection_id] = websocket
+        if isinstance(websocket, MessageConnection):  # checked once: a protocol check is slow
+            self._carriers[connection_id] = websocket
         return connection_id
 
     def unregister(self, connection_id: ConnectionId) -> None:
         """Forget a connection (its handler ended); later sends raise `ConnectionGone`."""
         self._connections.pop(connection_id, None)
+        self._carriers.pop(connection_id, None)
 
     @property
     def connection_ids(self) -> frozenset[ConnectionId]:
@@ -104,7 +108,7 @@ class LocalTransport:
                 else:
                     await websocket.send(frame)
         except ConnectionClosed as exc:
-            self._connections.pop(connection_id, None)
+            self.unregister(connection_id)
             raise ConnectionGone(f"connection {connection_id} closed", connection_id=connection_id) from exc
 
     async def send_messages(self, connection_id: ConnectionId, messages: Sequence[TunnelMessage]) -> None:
@@ -113,18 +117,19 @@ class LocalTransport:
         Raises:
             ConnectionGone: The connection is not registered or closed while sending.
         """
-        websocket = self._connections.get(connection_id)
-        if not isinstance(websocket, MessageConnection):
+        carrier = self._carriers.get(connection_id)
+        if carrier is None:
             await self.send(connection_id, [encode_frame(message) for message in messages])
             return
         try:
-            await websocket.send_messages(messages)
+            await carrier.send_messages(messages)
         except ConnectionClosed as exc:
-            self._connections.pop(connection_id, None)
+            self.unregister(connection_id)
             raise ConnectionGone(f"connection {connection_id} closed", connection_id=connection_id) from exc
 
     async def close(self, connection_id: ConnectionId) -> None:
         """Close a connection and forget it; nothing happens if it is not registered."""
         websocket = self._connections.pop(connection_id, None)
+        self._carriers.pop(connection_id, None)
         if websocket is not None:
             await websocket.close()

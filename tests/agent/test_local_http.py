@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from agent.local_http import AiohttpTransport, NoCookieJar
+from agent.local_http import AiohttpTransport, LocalClient
 from tests.support.servers import closed_port
 
 
@@ -81,8 +81,8 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 def client() -> httpx.AsyncClient:
-    """Made as the agent makes its client."""
-    return httpx.AsyncClient(transport=AiohttpTransport(8), follow_redirects=False, cookies=NoCookieJar())
+    """The agent's client."""
+    return LocalClient(max_connections=8, timeout=5)
 
 
 def test_the_target_and_headers_go_out_as_they_came() -> None:
@@ -124,6 +124,8 @@ def test_repeated_response_headers_and_an_encoded_body_are_kept() -> None:
             await http.send(httpx.Request("GET", origin + "/again"))
         assert raw == packed  # still gzip: the gateway's rewriter decodes what it reads
         assert not http.cookies  # and httpx's jar stayed empty too
+        with pytest.raises(AttributeError):
+            http.cookies = {"a": "1"}
         assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
         assert b"cookie" not in server.heads[1].lower()
 
