@@ -1,7 +1,8 @@
 """Requests per second and latency of a 2 KB GET through `tunnel up`, next to the same local app reached
-directly and through nginx `proxy_pass`, measured side by side in one run. Does I/O: starts a uvicorn app,
-nginx and `tunnel up` as subprocesses on loopback, drives them with wrk (or, without wrk, a Python load
-generator) and reads their CPU time from /proc.
+directly, through nginx `proxy_pass`, and through `tunnel serve` with a `tunnel agent` over a loopback
+WebSocket, measured side by side in one run. Does I/O: starts a uvicorn app, nginx and the tunnels as
+subprocesses on loopback, drives them with wrk (or, without wrk, a Python load generator) and reads their
+CPU time from /proc.
 """
 
 from __future__ import annotations
@@ -536,10 +537,29 @@ def _package(name: str) -> str:
         return f"no {name}"
 
 
-def _tunnel_argv(app_port: int) -> list[str]:
+def _tunnel_argv(*arguments: str) -> list[str]:
     script = Path(sys.executable).with_name("tunnel")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
-    return [*command, "up", str(app_port), "--gateway-port", "0", "--json"]
+    return [*command, *arguments]
+
+
+def _ready_event(process: subprocess.Popen[bytes], log: Path, output: Path) -> dict[str, Any]:
+    """The first JSON line a `tunnel` command printed (its ready event), once it has."""
+    deadline = time.monotonic() + _STARTUP_TIMEOUT
+    while b"\n" not in (text := output.read_bytes()):
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}: {_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no ready event after {_STARTUP_TIMEOUT:.0f} s: {_tail(log)}")
+        time.sleep(0.05)
+    line = text.split(b"\n", 1)[0]
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or "path_url" not in event:
+        raise RuntimeError(f"no ready event, got {line[:200]!r}: {_tail(log)}")
+    return event
 
 
 @contextlib.contextmanager
@@ -548,21 +568,28 @@ def _tunnel(app_port: int, log: Path, output: Path) -> Iterator[tuple[subprocess
 
     Its stdout (the ready event, then one JSON line per request) goes to the file `output`, as a log would.
     """
-    with _started(_tunnel_argv(app_port), log, output) as process:
-        deadline = time.monotonic() + _STARTUP_TIMEOUT
-        while b"\n" not in (text := output.read_bytes()):
-            if process.poll() is not None:
-                raise RuntimeError(f"exited with status {process.returncode}: {_tail(log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no ready event after {_STARTUP_TIMEOUT:.0f} s: {_tail(log)}")
-            time.sleep(0.05)
-        line = text.split(b"\n", 1)[0]
-        try:
-            event = json.loads(line)
-            url = str(event["path_url"])
-        except (ValueError, KeyError, TypeError):
-            raise RuntimeError(f"no ready event, got {line[:200]!r}: {_tail(log)}") from None
-        yield process, url.rstrip("/") + "/"
+    argv = _tunnel_argv("up", str(app_port), "--gateway-port", "0", "--json")
+    with _started(argv, log, output) as process:
+        event = _ready_event(process, log, output)
+        yield process, str(event["path_url"]).rstrip("/") + "/"
+
+
+@contextlib.contextmanager
+def _served_tunnel(
+    app_port: int, directory: Path
+) -> Iterator[tuple[tuple[subprocess.Popen[bytes], ...], str, tuple[Path, ...]]]:
+    """`tunnel serve` and a `tunnel agent` connected to it over a loopback WebSocket, in front of the app:
+    yields both processes, the tunnel's path-mode URL and their logs."""
+    logs = tuple(
+        directory / name for name in ("serve.stderr", "serve.stdout", "agent.stderr", "agent.stdout")
+    )
+    serve_argv = _tunnel_argv("serve", "--port", "0", "--json", "--auth", "none")
+    with _started(serve_argv, logs[0], logs[1]) as serve:
+        endpoint = str(_ready_event(serve, logs[0], logs[1])["agent_endpoint"])
+        agent_argv = _tunnel_argv("agent", str(app_port), "--endpoint", endpoint, "--json")
+        with _started(agent_argv, logs[2], logs[3]) as agent:
+            url = str(_ready_event(agent, logs[2], logs[3])["path_url"])
+            yield (serve, agent), url.rstrip("/") + "/", logs
 
 
 @contextlib.contextmanager
@@ -589,18 +616,21 @@ class _Target:
 
     result: PathResult
     url: str = ""
-    proxy: subprocess.Popen[bytes] | None = None
+    proxies: tuple[subprocess.Popen[bytes], ...] = ()
     logs: tuple[Path, ...] = ()
 
     def cpu_seconds(self) -> float | None:
-        return None if self.proxy is None else _cpu_seconds(self.proxy.pid)
+        """CPU time of all the proxy's processes, or None without any."""
+        times = [_cpu_seconds(process.pid) for process in self.proxies]
+        return None if not times or None in times else sum(time for time in times if time is not None)
 
     def failure(self, exc: Exception) -> str:
         """Why a load run failed, with the proxy's last words if it has died."""
         reason = f"the load run failed: {exc}"
-        if self.proxy is not None and self.proxy.poll() is not None:
-            reason += f"; the proxy exited with status {self.proxy.returncode}"
-            reason += "".join(f"; {log.name}: {_tail(log)}" for log in self.logs)
+        for process in self.proxies:
+            if process.poll() is not None:
+                reason += f"; a proxy process exited with status {process.returncode}"
+                reason += "".join(f"; {log.name}: {_tail(log)}" for log in self.logs)
         return reason
 
 
@@ -643,7 +673,7 @@ def _skip(path: PathResult, reason: str) -> PathResult:
 
 
 def run(duration: float = 4.0, rounds: int = 2, load_tool: LoadTool = "auto") -> str:
-    """Start the app, nginx and `tunnel up`, measure all three paths in turn each round, and report.
+    """Start the app, nginx and the tunnels, measure every path in turn each round, and report.
 
     Args:
         duration: Seconds of each load run (one at 16 connections, one at 1, per path and round).
@@ -664,9 +694,12 @@ def run(duration: float = 4.0, rounds: int = 2, load_tool: LoadTool = "auto") ->
     paths = [
         _Target(PathResult("direct", "client → app")),
         _Target(PathResult("nginx", "client → nginx `proxy_pass` → app")),
-        _Target(PathResult("tunnel up", "client → `tunnel up` (gateway ⇄ WebSocket ⇄ agent) → app")),
+        _Target(PathResult("tunnel up", "client → `tunnel up` (gateway and agent in one process) → app")),
+        _Target(
+            PathResult("serve + agent", "client → `tunnel serve` ⇄ loopback WebSocket ⇄ `tunnel agent` → app")
+        ),
     ]
-    direct, via_nginx, via_tunnel = paths
+    direct, via_nginx, via_tunnel, via_served = paths
     with tempfile.TemporaryDirectory(prefix="tunnel-bench-") as temp, contextlib.ExitStack() as stack:
         directory = Path(temp)
         app_port = _free_port()
@@ -679,16 +712,26 @@ def run(duration: float = 4.0, rounds: int = 2, load_tool: LoadTool = "auto") ->
             via_nginx.result = _skip(via_nginx.result, "nginx is not installed")
         else:
             try:
-                via_nginx.proxy, via_nginx.url = stack.enter_context(_nginx(nginx, app_port, directory))
+                nginx_process, via_nginx.url = stack.enter_context(_nginx(nginx, app_port, directory))
+                via_nginx.proxies = (nginx_process,)
                 via_nginx.logs = (directory / "nginx" / "error.log",)
             except (OSError, RuntimeError) as exc:
                 via_nginx.result = _skip(via_nginx.result, f"nginx did not start: {exc}")
         try:
             via_tunnel.logs = (directory / "tunnel.stderr", directory / "tunnel.stdout")
             tunnel = _tunnel(app_port, *via_tunnel.logs)
-            via_tunnel.proxy, via_tunnel.url = stack.enter_context(tunnel)
+            tunnel_process, via_tunnel.url = stack.enter_context(tunnel)
+            via_tunnel.proxies = (tunnel_process,)
         except (OSError, RuntimeError) as exc:
             via_tunnel.result = _skip(via_tunnel.result, f"`tunnel up` did not start: {exc}")
+        try:
+            via_served.proxies, via_served.url, via_served.logs = stack.enter_context(
+                _served_tunnel(app_port, directory)
+            )
+        except (OSError, RuntimeError) as exc:
+            via_served.result = _skip(
+                via_served.result, f"`tunnel serve` and `tunnel agent` did not start: {exc}"
+            )
         for target in paths:
             if target.result.skipped is None:
                 try:
@@ -722,7 +765,7 @@ def run(duration: float = 4.0, rounds: int = 2, load_tool: LoadTool = "auto") ->
         "# Tunnel throughput and latency\n\n"
         f"{setup}\n\n"
         f"A GET answered with {len(BODY)} bytes of `application/json` by a bare ASGI app under uvicorn, the "
-        f"same app for all three paths. Each path is checked (200, the app's very bytes) and warmed up for "
+        f"same app for every path. Each path is checked (200, the app's very bytes) and warmed up for "
         f"1 s, then the paths take turns, {rounds_text} of {duration:g} s at {CONNECTIONS} connections "
         f"(req/s, and the CPU time the proxy's and the app's processes spent, from /proc, ÷ requests) and "
         f"{duration:g} s at 1 connection (latency). The best round counts. The load generator shares the "
