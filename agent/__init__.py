@@ -66,7 +66,14 @@ _EXPORTS = {
         "run_agent",
     ],
     "local_http": ["AiohttpTransport", "LocalClient"],
-    "in_process": ["AsgiApp", "MemoryConnection", "connect_in_process"],
+    "in_process": [
+        "MESSAGES_EXTENSION",
+        "MESSAGES_KEY",
+        "MESSAGE_KEY",
+        "AsgiApp",
+        "MemoryConnection",
+        "connect_in_process",
+    ],
     "relay": ["BrokenOff", "Relay", "StreamStop", "finish_off_loop"],
     "serve": [
         "DEFAULT_BODY_LIMIT",

@@ -123,6 +123,7 @@ __all__ = [
     "LocalTransport",
     "ManagementApiClient",
     "MemoryTransport",
+    "MessageConnection",
     "Outcome",
     "Ping",
     "Pong",
@@ -168,7 +169,12 @@ __all__ = [
 ]
 
 # transport.local needs websockets: resolved by __getattr__ (PEP 562), so the Lambda handler never loads it.
-_LAZY_MODULE_OF = {"LocalTransport": "local", "WebSocketConnection": "local", "new_connection_id": "local"}
+_LAZY_MODULE_OF = {
+    "LocalTransport": "local",
+    "MessageConnection": "local",
+    "WebSocketConnection": "local",
+    "new_connection_id": "local",
+}
 
 
 def __getattr__(name: str) -> Any:
