@@ -804,11 +804,9 @@ class Emulator:
     # --- Lambda ---
 
     def _start_moto(self) -> str:
-        from moto.server import ThreadedMotoServer  # the dev extra; only needed without --dynamodb-endpoint
-
         # moto serves through werkzeug, which logs every request; the handler's own log lines say enough.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=0, verbose=False)
+        self._moto = _SerializedMotoServer(self.config.host)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         return f"http://{host}:{port}"
@@ -1172,3 +1170,45 @@ class EmulatorThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(self._timeout)
         self._loop.close()
+
+
+class _SerializedMotoServer:
+    """A moto server in a thread, on a free port of `host`, that handles one request at a time.
+
+    moto's DynamoDB is not safe for concurrent requests: a `TransactWriteItems` racing another write can
+    fail with "dictionary changed size during iteration", which comes back as a cancelled transaction (a
+    reason of `RuntimeError`, which no retry covers) and loses an agent's chunk. DynamoDB itself has no
+    such failure, so the emulator serialises moto's requests (each takes a millisecond or two). Built
+    from the parts of `moto.server.ThreadedMotoServer`, with a lock around the application.
+    """
+
+    def __init__(self, host: str) -> None:
+        # The dev extra; only needed without --dynamodb-endpoint.
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(host, 0, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
