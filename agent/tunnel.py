@@ -6,7 +6,8 @@ a time) and sends the answers back, chunked by the protocol and cut into WebSock
 (API Gateway's frame quota). It sends heartbeats, reconnects with exponential backoff and jitter after any
 failure, presenting its resume token to keep its tunnel id, and on cancellation (Ctrl-C) stops reading,
 lets in-flight requests finish within a bounded wait and closes the connection cleanly. What happens is
-reported as plain dicts to an event sink (the CLI prints them).
+reported as plain dicts to an event sink (the CLI prints them). `tunnel up` hands it a `connector` that
+joins it to the gateway in the same process instead (`agent.in_process`): messages then cross unencoded.
 """
 
 from __future__ import annotations
