@@ -7,9 +7,12 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.local_http import AiohttpTransport, LocalClient
 from tests.support.servers import closed_port
@@ -260,3 +263,29 @@ def test_a_server_that_hangs_up_or_talks_nonsense_is_a_protocol_error() -> None:
 def test_at_least_one_connection() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AiohttpTransport(0)
+
+
+_TARGET_CHARACTERS = st.sampled_from(
+    [*"abcXYZ019-._~!$&'()*+,;=:@/?#[]%{}|\\^`\"<> ", "%2F", "%2f", "%41", "%zz", "%", "é", "☃", "\x7f"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(_TARGET_CHARACTERS, max_size=40))
+def test_any_target_goes_out_byte_for_byte(pieces: list[str]) -> None:
+    """Whatever the target, aiohttp sends exactly the bytes httpx's URL holds (yarl re-quotes and
+    normalises strings it parses; the transport must never let it)."""
+    target = "/" + "".join(pieces).replace("#", "%23")  # a fragment never reaches a server
+
+    async def test() -> None:
+        server = RawServer(reply())
+        listener, origin = await serving(server)
+        async with listener, client() as http:
+            raw = quote(target, safe="".join(chr(code) for code in range(0x21, 0x7F))).encode("ascii")
+            url = httpx.URL(origin).copy_with(raw_path=raw)
+            await http.send(httpx.Request("GET", url))
+            expected = url.raw_path.decode("ascii")
+        request_line = server.heads[0].decode("latin-1").split("\r\n", 1)[0]
+        assert request_line == f"GET {expected} HTTP/1.1"
+
+    asyncio.run(asyncio.wait_for(test(), 20))
