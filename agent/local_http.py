@@ -8,9 +8,10 @@ aiohttp parses HTTP in C (llhttp) and pools connections on the event loop direct
 
 Written for a proxy, so what goes out is what came in (httpx-aiohttp, a general adapter, re-parses the URL,
 which normalises `..` and percent-escapes, and merges repeated headers): the target is sent byte for
-byte, headers in their order with repeats, no header of aiohttp's own (`Accept`, `Accept-Encoding`,
-`User-Agent`), no cookie jar, bodies still content-encoded, no redirects followed. aiohttp's errors become
-httpx's, so callers see one set of exceptions.
+byte (but for an empty query, which yarl cannot hold: `/p?` goes out as `/p`), headers in their order
+with repeats, no header of aiohttp's own (`Accept`, `Accept-Encoding`, `User-Agent`), no cookie jar,
+bodies still content-encoded, no redirects followed. aiohttp's errors become httpx's, so callers see one
+set of exceptions.
 """
 
 from __future__ import annotations
