@@ -48,6 +48,8 @@ AsgiApp = Callable[
 ]
 
 _NORMAL_CLOSURE = 1000
+# How long closing waits for the gateway's handler to end (websockets' default close timeout too).
+_CLOSE_TIMEOUT = 10.0
 _ABNORMAL_CLOSURE = 1006
 
 
@@ -109,13 +111,13 @@ class MemoryConnection:
                 return
 
     async def close(self, code: int = _NORMAL_CLOSURE, reason: str = "") -> None:
-        """Close the connection and wait until the gateway has let it go."""
+        """Close the connection and wait (up to `_CLOSE_TIMEOUT`) until the gateway has let it go."""
         if self.close_code is None:
             self._set_closed(code, reason)
             self._outgoing.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         if self._handler is not None and self._handler is not asyncio.current_task():
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._handler)
+                await asyncio.wait_for(asyncio.shield(self._handler), _CLOSE_TIMEOUT)
 
     def _closed(self) -> ConnectionClosedOK | ConnectionClosedError:
         code = self.close_code if self.close_code is not None else _ABNORMAL_CLOSURE
