@@ -10,7 +10,7 @@ MITM_STAMP := $(MITM_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,speedups]'
 	touch $(STAMP)
 
 # mitmproxy 11 (the last release for Python 3.11) pins h11 0.14, which httpx cannot share, so the

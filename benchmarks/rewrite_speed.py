@@ -29,6 +29,7 @@ from rewrite import (
     rewrite_js,
     rewrite_response,
 )
+from rewrite.fast_re import engine, standard_library_only
 
 __all__ = ["CONFIG", "Case", "Measurement", "best_of", "cases", "machine", "measure", "table", "warm_up"]
 
@@ -165,6 +166,12 @@ def _report(result: RewriteResult) -> Report:
     return Report(result.rewrites, result.skipped)
 
 
+def _in_re(call: Callable[[], RewriteResult]) -> RewriteResult:
+    """`call` with the HTML scan in the standard library's `re`, as where PyPcre is not installed."""
+    with standard_library_only():
+        return call()
+
+
 def cases() -> list[Case]:
     """Every benchmark case, built from deterministic inputs."""
     page = docs_page()
@@ -192,6 +199,13 @@ def cases() -> list[Case]:
             "selectolax parse+serialize",
             bare_html,
             1.5,
+        ),
+        Case(
+            "docs page, `rewrite_html`, `re` only (no `speedups`)",
+            len(page_bytes),
+            lambda: _report(_in_re(lambda: rewrite_html(page, CONFIG))),
+            "selectolax parse+serialize",
+            bare_html,
         ),
         Case(
             "docs page, `rewrite_response` (text/html)",
@@ -241,12 +255,21 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("selectolax", "tinycss2", "regex"))
+    names = ("selectolax", "tinycss2", "regex", "pypcre")
+    versions = ", ".join(f"{name} {_version(name)}" for name in names)
+    versions += f"; HTML scan in {'PCRE2 (JIT)' if engine() == 'pcre2' else '`re`'}"
     return (
         f"{platform.platform()}; {cpu}; {os.cpu_count()} CPUs; "
         f"{platform.python_implementation()} {platform.python_version()}; {versions}; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def table(measurements: list[Measurement]) -> str:

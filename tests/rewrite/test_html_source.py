@@ -11,6 +11,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from rewrite.config import RewriteConfig
 from rewrite.css import rewrite_css
+from rewrite.fast_re import FastPattern
 from rewrite.html import _DOCUMENT_MARKER, _rewrite_tree, rewrite_html
 from rewrite.html_source import _prefix_css, rewrite_source
 from rewrite.inject import CONTEXT_SCRIPT_ID
@@ -361,6 +362,7 @@ def test_no_capturing_group_inside_a_possessive_repeat() -> None:
 
     import rewrite.html_source as module
 
+    patterns: list[re.Pattern[str] | FastPattern]
     patterns = [value for value in vars(module).values() if isinstance(value, re.Pattern)]
     patterns += [*module._HEAD_WALK, *module._HEAD_WALK_CLOSED, module._css_pattern("/abc123")]
     patterns += [
