@@ -112,6 +112,29 @@ def test_a_pattern_pcre2_refuses_runs_in_re() -> None:
     assert pattern.findall("a\u2014\u2014 a-") == ["a\u2014\u2014"]
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        (r"\w+", "héllo wörld", ["héllo", "wörld"]),  # PCRE2 without its UCP option: ["h", "llo", ...]
+        (r"\d", "٣3", ["٣", "3"]),
+        (r"a\sb", "a\u2003b", ["a\u2003b"]),
+        (r"x{,2}", "xx{,2}", ["xx", "", "", "", "", ""]),  # PCRE2 10.42: the literal text "x{,2}"
+    ],
+)
+def test_what_pcre2_reads_differently_runs_in_re(pattern: str, text: str, expected: list[str]) -> None:
+    assert re.findall(pattern, text) == expected
+    assert FastPattern(pattern).findall(text) == expected
+
+
+def test_the_scan_patterns_all_run_in_pcre2() -> None:
+    """None of them holds what would send it to `re`: the speed the README reports is what runs."""
+    patterns = [_main_pattern(p, o) for p in ("/abc123", "") for o in (False, True)]
+    patterns += [_srcset_pattern("/abc123"), _css_pattern("/abc123")]
+    for pattern in patterns:
+        pattern.findall("")
+        assert pattern._jit is not False, pattern.pattern[:60]
+
+
 def test_flags_other_than_the_translated_ones_are_refused() -> None:
     with pytest.raises(ValueError, match="FastPattern takes only"):
         FastPattern("a", re.MULTILINE)
