@@ -46,7 +46,7 @@ async def finish_off_loop(
     gateway: Gateway, exchange: Exchange, outcome: Outcome | Literal["timeout", "gone"], polls: int = 0
 ) -> PublicResponse:
     """`Gateway.finish`, in a worker thread when the answer's body is big enough for its rewrite to hold
-    up the event loop (a 1 MB page takes about 20 ms)."""
+    up the event loop (a 1 MB page takes about 8 ms, 18 ms where the HTML scan runs in `re`)."""
     if isinstance(outcome, ResponseOutcome) and len(outcome.body) > _REWRITE_INLINE_BYTES:
         return await asyncio.to_thread(gateway.finish, exchange, outcome, polls)
     return gateway.finish(exchange, outcome, polls)

@@ -55,6 +55,21 @@ __all__: list[str] = []
 # The CSS and JavaScript rewriters called from here keep using `regex` with its timeouts.
 
 _W = r"[\t\n\f\r ]"  # whitespace as the tokenizer sees it (CR too: the input stream is not normalised)
+
+
+def _nocase(words: str) -> str:
+    """`words` (letters and punctuation, no escapes of letters) matching ASCII letters in either case, and
+    no other letter: HTML and CSS fold only ASCII case, while `(?i)` also matches U+017F for "s", the
+    Kelvin sign for "k" and, in `re` but not PCRE2, U+0130 and U+0131 for "i"."""
+    return re.sub(r"[a-zA-Z]", lambda letter: f"[{letter[0].lower()}{letter[0].upper()}]", words)
+
+
+def _ascii_lower(name: str) -> str:
+    """A tag or attribute name lowered as the tokenizer lowers it: ASCII letters only."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _TEXT = r"[^<]*+"
 _NAME = r"[^\t\n\f\r />][^\t\n\f\r />=]*+"  # an attribute name: up to whitespace, "/", ">" or "="
 _NAME_END = r"(?![^\t\n\f\r />=])"
@@ -75,21 +90,21 @@ _SPECIAL_TAGS = (
     r"s(?:cript|tyle|vg) | t(?:itle|extarea) | xmp | iframe | no(?:embed|frames) | plaintext | meta | math"
     r" | object"
 )
-_CSS_HINT = r"(?i: url\( | image-set\( | @import ) | &"
+_CSS_HINT = rf"{_nocase('url')}\( | {_nocase('image-set')}\( | @{_nocase('import')} | &"
 
 
 def _whole_element(name: str) -> str:
     return (
-        rf"(?i:{name}){_TAG_END}{_ANY_ATTRIBUTES}"
-        rf"(?: > [\s\S]*? (?: </(?i:{name})(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > | \Z ) | \Z ) | \Z )"
+        rf"{_nocase(name)}{_TAG_END}{_ANY_ATTRIBUTES}"
+        rf"(?: > [\s\S]*? (?: </{_nocase(name)}(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > | \Z ) | \Z ) | \Z )"
     )
 
 
 _ELEMENT = (
     "< (?: "
     + " | ".join(_whole_element(name) for name in _WHOLE)
-    + rf""" | (?i:plaintext){_TAG_END} [\s\S]*+
-            | (?i:meta|object){_TAG_END} {_ANY_ATTRIBUTES} (?: > | \Z ) ) {_TEXT}"""
+    + rf""" | {_nocase("plaintext")}{_TAG_END} [\s\S]*+
+            | (?:{_nocase("meta|object")}){_TAG_END} {_ANY_ATTRIBUTES} (?: > | \Z ) ) {_TEXT}"""
 )
 
 
@@ -114,7 +129,7 @@ def _main_pattern(prefix: str, origins: bool) -> FastPattern:
     """
     rest = re.escape(prefix[1:])
     n = len(prefix)
-    url_attribute = rf"(?i:{_URL_NAMES}){_NAME_END}{_W}*+={_W}*+"
+    url_attribute = rf"(?:{_nocase(_URL_NAMES)}){_NAME_END}{_W}*+={_W}*+"
     # A path to prefix: "/" then neither "/" nor "\" (those name a host), no character reference early
     # enough to change that or the prefix test, and not the prefix already, followed by the value's end
     # (trailing whitespace aside), "/", "?" or "#" (urls.is_prefixed).
@@ -133,9 +148,10 @@ def _main_pattern(prefix: str, origins: bool) -> FastPattern:
     hint_uq = rf"""(?: [^"'\t\n\f\r >&@uUiI]++ | (?!{_CSS_HINT})[@uUiI] )*+ [&@uUiI]"""
     lists = (
         rf"""
-        | (?i:srcset|imagesrcset){_NAME_END}{_W}*+={_W}*+ (?: "(?=[^"]) | '(?=[^']) | (?=[^"'\t\n\f\r >]) )
-        | (?i:style){_NAME_END}{_W}*+={_W}*+ (?: "(?={hint_dq}) | '(?={hint_sq}) | (?={hint_uq}) )
-        | (?i:ping){_NAME_END}{_W}*+={_W}*+ ["']?+"""
+        | (?:{_nocase("srcset|imagesrcset")}){_NAME_END}{_W}*+={_W}*+
+            (?: "(?=[^"]) | '(?=[^']) | (?=[^"'\t\n\f\r >]) )
+        | {_nocase("style")}{_NAME_END}{_W}*+={_W}*+ (?: "(?={hint_dq}) | '(?={hint_sq}) | (?={hint_uq}) )
+        | {_nocase("ping")}{_NAME_END}{_W}*+={_W}*+ ["']?+"""
         if prefix or origins
         else ""
     )
@@ -149,9 +165,10 @@ def _main_pattern(prefix: str, origins: bool) -> FastPattern:
     attributes = rf"""(?: [\t\n\f\r /]++
         | (?![sS][rR][cC][sS] | [sS][tT][yY] | [pP][iI][nN][gG] | [iI][mM][aA][gG][eE][sS])
             {_NAME} (?: =(?!["']?+(?:{suspicious})){_VALUE} | (?!{_W}*+=) )
-        | (?=[^\t\n\f\r />]) (?!(?i:{_URL_NAMES}|{_LIST_NAMES}){_NAME_END}) {_ATTRIBUTE} )*+"""
+        | (?=[^\t\n\f\r />]) (?!(?:{_nocase(_URL_NAMES + "|" + _LIST_NAMES)}){_NAME_END}) {_ATTRIBUTE} )*+"""
     markup = rf"""(?: < (?: /[a-zA-Z][^\t\n\f\r />]*+ > {_TEXT}
-        | (?!(?=[stxinpmoSTXINPMO])(?i:{_SPECIAL_TAGS}){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+ {attributes}
+        | (?!(?=[stxinpmoSTXINPMO])(?:{_nocase(_SPECIAL_TAGS)}){_TAG_END})
+            [a-zA-Z][^\t\n\f\r />]*+ {attributes}
             (?: > {_TEXT} | \Z )?+
         | / (?: [a-zA-Z][^\t\n\f\r />]*+ {_ANY_ATTRIBUTES} (?: > | \Z ) | [^>]*+ >?+ ) {_TEXT}
         | {_COMMENT[1:]} {_TEXT}
@@ -233,11 +250,11 @@ def _css_pattern(prefix: str) -> FastPattern:
     stop = rf"""{url}(?:"(?={dq})|'(?={sq})|(?={bare}))"""
     kept = rf"""{url}(?:"[^"\n\x00\\]*+"|'[^'\n\x00\\]*+'|{_CSS_BARE}++)?+{_CSS_SPACE}*+\)"""
     image_set = r"(?<=[iI][mM][aA][gG][eE]-[sS][eE][tT])\("
-    trouble = rf"""\\ | /\* | @(?i:import) | {image_set} | {url}["']{_CSS_SPACE}"""
+    trouble = rf"""\\ | /\* | @{_nocase("import")} | {image_set} | {url}["']{_CSS_SPACE}"""
     pattern = rf"""(
         (?: (?<=")/[^"\n\x00]*+"?+ | (?<=')/[^'\n\x00]*+'?+ | (?<=[(\t\n\x0b\f\r ])/{_CSS_BARE}*+ )?+
         (?: [^"'(/@\\\x00]++ | "[^"\n\x00\\]*+"?+ | '[^'\n\x00\\]*+'?+
-          | (?!{stop}|{trouble}) (?: {kept} | \( ) | /(?!\*) | @(?!(?i:import)) | \x00 )*+
+          | (?!{stop}|{trouble}) (?: {kept} | \( ) | /(?!\*) | @(?!{_nocase("import")}) | \x00 )*+
         (?: {stop} | \Z )?+ ) ({trouble})?"""
     return FastPattern(pattern, re.VERBOSE)
 
@@ -309,7 +326,7 @@ _META_URL_NAMES = frozenset(
 )  # fmt: skip
 _URL_ATTRIBUTES = frozenset(_URL_NAMES.split("|"))
 _STYLE_SEPARATOR = "\n/*\x00*/\n"
-CSS_URL_HINT = re.compile(r"url\(|image-set\(|@import", re.IGNORECASE)
+CSS_URL_HINT = re.compile(rf"{_nocase('url')}\(|{_nocase('image-set')}\(|@{_nocase('import')}")
 _HEAD_NAME = re.compile(_NAME)
 _TAG = re.compile(
     rf"<(?P<name>[a-zA-Z][^\t\n\f\r />]*+)(?P<attributes>{_ANY_ATTRIBUTES})(?:>|\Z)", re.VERBOSE
@@ -318,18 +335,18 @@ _TAG_ATTRIBUTE = re.compile(
     rf"""(?P<name>{_NAME}) (?: {_W}*+ = {_W}*+ (?P<value> "[^"]*+"?+ | '[^']*+'?+ | [^\t\n\f\r >]*+ ) )?""",
     re.VERBOSE,
 )
-_SCRIPT_START = re.compile(r"<script[\t\n\f\r />]", re.IGNORECASE)
+_SCRIPT_START = re.compile(rf"<{_nocase('script')}[\t\n\f\r />]")
 # What foreign content parses unlike HTML: raw-text elements (plain elements there), CDATA sections; and
 # what could hide where a foreign root ends: comments, nested roots.
 _FOREIGN_TROUBLE = re.compile(
-    r"<(?:script|style|title|textarea|xmp|iframe|noembed|noframes|plaintext|svg|math)[\t\n\f\r />]|<!",
-    re.IGNORECASE,
+    rf"<(?:{_nocase('script|style|title|textarea|xmp|iframe|noembed|noframes|plaintext|svg|math')})"
+    r"[\t\n\f\r />]|<!"
 )
 
 
 @lru_cache(maxsize=64)
 def _end_tag(name: str) -> re.Pattern[str]:
-    return re.compile(rf"</{name}(?=[\t\n\f\r />])", re.IGNORECASE)
+    return re.compile(rf"</{_nocase(name)}(?=[\t\n\f\r />])")
 
 
 class _NeedsParserError(Exception):
@@ -421,7 +438,7 @@ def _rewrite_cuts(
             table[head] = head + prefix[1:] + "/"
         else:
             table[head] = head
-            kinds[head] = _HEAD_NAME.match(head).group().lower()  # type: ignore[union-attr]
+            kinds[head] = _ascii_lower(_HEAD_NAME.match(head).group())  # type: ignore[union-attr]
     new_heads = list(map(table.__getitem__, heads))
     stops = list(compress(range(len(heads)), map(kinds.__contains__, heads))) if kinds else []
     prefixed = len(heads) - heads.count(None) - len(stops)
@@ -575,7 +592,7 @@ def _parse_start_tag(text: str, at: int = 0) -> _StartTag | None:
     attributes: dict[str, str] = {}
     spans: dict[str, tuple[int, int, str]] = {}
     for attribute in _TAG_ATTRIBUTE.finditer(text, *match.span("attributes")):
-        name = attribute.group("name").lower()
+        name = _ascii_lower(attribute.group("name"))
         if name in attributes:
             continue  # the parser drops a repeated attribute
         raw = attribute.group("value")
@@ -587,7 +604,7 @@ def _parse_start_tag(text: str, at: int = 0) -> _StartTag | None:
         end = attribute.end("value") - (1 if quote and len(raw) > 1 and raw[-1] == quote else 0)
         attributes[name] = _decode_attribute(text[start:end])
         spans[name] = (start, end, quote)
-    return _StartTag(match.group("name").lower(), match.end(), attributes, spans)
+    return _StartTag(_ascii_lower(match.group("name")), match.end(), attributes, spans)
 
 
 def _holds_context_script(kept: list[str]) -> bool:
@@ -779,18 +796,18 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
     # End tags the parser ignores before <html> and in <head> (HTML Standard, "before html" and "in head"
     # insertion modes), bogus comments, and </head>: after it the elements a head holds still go into the
     # head ("after head" insertion mode).
-    ignored = rf"""</ (?: (?!(?i:body|html|br|template){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+{tag}
+    ignored = rf"""</ (?: (?!(?:{_nocase("body|html|br|template")}){_TAG_END}) [a-zA-Z][^\t\n\f\r />]*+{tag}
                         | (?![a-zA-Z]) [^>]*+ (?: > {end} ) )"""
     prolog = re.compile(rf"(?: {_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | {ignored} )*+", re.VERBOSE)
-    html_start = re.compile(rf"<(?i:html){tag}", re.VERBOSE)
-    head_start = re.compile(rf"<(?i:head){tag}", re.VERBOSE)
+    html_start = re.compile(rf"<{_nocase('html')}{tag}", re.VERBOSE)
+    head_start = re.compile(rf"<{_nocase('head')}{tag}", re.VERBOSE)
     # What a head holds before its first script (HTML Standard, "in head" insertion mode); a <meta> is
     # captured to see whether it declares the charset.
     child = re.compile(
-        rf"""{_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | (?P<end> </(?i:head){tag} ) | {ignored}
-        | (?P<meta> <(?i:meta){tag} )
-        | <(?i:link|base|basefont|bgsound|html|head){tag}
-        | <(?P<raw>(?i:title|style|noframes|noscript|template)){_TAG_END} {_ANY_ATTRIBUTES} >
+        rf"""{_W}++ | {comment} | <[!?] [^>]*+ (?: > {end} ) | (?P<end> </{_nocase("head")}{tag} ) | {ignored}
+        | (?P<meta> <{_nocase("meta")}{tag} )
+        | <(?:{_nocase("link|base|basefont|bgsound|html|head")}){tag}
+        | <(?P<raw>{_nocase("title|style|noframes|noscript|template")}){_TAG_END} {_ANY_ATTRIBUTES} >
             (?P<content> [\s\S]*? )
             (?: </(?P=raw)(?=[\t\n\f\r />]) {_ANY_ATTRIBUTES} (?: > {end} ) {end} )""",
         re.VERBOSE,
@@ -802,15 +819,16 @@ def _head_patterns(end: str) -> tuple[re.Pattern[str], ...]:
 # Standard, "in head noscript"); anything else ends the noscript and the head.
 _HEAD_NOSCRIPT = re.compile(
     rf"""(?: {_W}++ | <!--(?: -?> | [\s\S]*? --!?> )
-        | <(?i:link|meta|basefont|bgsound){_TAG_END} {_ANY_ATTRIBUTES} >
-        | <(?i:style){_TAG_END} {_ANY_ATTRIBUTES} > [\s\S]*? </(?i:style)(?=[\t\n\f\r />]) [^>]*+ >
-        | <(?i:noframes){_TAG_END} {_ANY_ATTRIBUTES} >
-            [\s\S]*? </(?i:noframes)(?=[\t\n\f\r />]) [^>]*+ > )*+""",
+        | <(?:{_nocase("link|meta|basefont|bgsound")}){_TAG_END} {_ANY_ATTRIBUTES} >
+        | <{_nocase("style")}{_TAG_END} {_ANY_ATTRIBUTES} >
+            [\s\S]*? </{_nocase("style")}(?=[\t\n\f\r />]) [^>]*+ >
+        | <{_nocase("noframes")}{_TAG_END} {_ANY_ATTRIBUTES} >
+            [\s\S]*? </{_nocase("noframes")}(?=[\t\n\f\r />]) [^>]*+ > )*+""",
     re.VERBOSE,
 )
 
 
-_HEAD_END = re.compile(r"</head(?=[\t\n\f\r />])", re.IGNORECASE)
+_HEAD_END = re.compile(rf"</{_nocase('head')}(?=[\t\n\f\r />])")
 _HEAD_WALK = _head_patterns(r"| \Z")
 _HEAD_WALK_CLOSED = _head_patterns("")
 

@@ -66,6 +66,8 @@ def test_the_page_keeps_its_own_bytes() -> None:
         ('data="/x"', 'data="/x"'),  # a URL only on <object>
         ('xhref="/x"', 'xhref="/x"'),
         ('=href="/x"', '=href="/x"'),  # the parser reads an attribute named '=href'
+        ("xlin\u212a:href=/x", "xlin\u212a:href=/x"),  # a Kelvin sign is not a "k": HTML folds ASCII only
+        ("\u017frc=/x", "\u017frc=/x"),  # nor is a long s an "s"
     ],
 )
 def test_attribute_forms(attribute: str, expected: str) -> None:
@@ -128,6 +130,35 @@ def test_what_the_source_pass_declines(page: str) -> None:
     which still rewrites the page."""
     assert _source(page) is None
     assert rewrite_html(page, PATH_MODE).changed
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        # "</\u017fcript>" does not end a script, so the script's text is not markup
+        ('<script>a = "</\u017fcript>"; b = "<img src=/x>"</script>', None),
+        # and "scr\u0131pt" (dotless i) and "SCR\u0130PT" (dotted capital I) are no scripts
+        ("<scr\u0131pt><img src=/x></scr\u0131pt>", "<scr\u0131pt><img src=/abc123/x></scr\u0131pt>"),
+        ("<SCR\u0130PT><img src=/x></SCR\u0130PT>", "<SCR\u0130PT><img src=/abc123/x></SCR\u0130PT>"),
+        ("<\u017ftyle><img src=/x>", "<\u017ftyle><img src=/abc123/x>"),
+    ],
+)
+def test_tag_names_fold_ascii_case_only(page: str, expected: str | None) -> None:
+    """HTML lowers only ASCII letters; `(?i)` would also fold these letters, in `re` and PCRE2 alike or
+    (dotless and dotted i) in `re` only."""
+    config = RewriteConfig(
+        prefix="/abc123",
+        public_origin="https://gw.example.com",
+        upstream_origin="http://127.0.0.1:3000",
+        inject_context=False,
+        rewrite_js=False,
+    )
+    result = rewrite_source(page, config, is_document=False)
+    assert result is not None
+    assert result.text == (page if expected is None else expected)
+    assert _rewrite_tree(page, config, is_document=False).text.count("/abc123/") == (expected or "").count(
+        "/abc123/"
+    )
 
 
 def test_svg_without_raw_text_is_rewritten_in_place() -> None:
