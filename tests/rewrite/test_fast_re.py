@@ -108,6 +108,16 @@ def test_a_lone_surrogate_is_left_to_re() -> None:
     assert rewrite_html(page, PATH_MODE).text.count("/abc123/") == 2
 
 
+def test_a_text_over_pcre2s_match_limit_is_left_to_re() -> None:
+    """PCRE2 gives up after ten million steps of one match (here ten million "<", one chunk of the scan):
+    `re`, which has no such limit, does that text over, so a huge page still gets its cuts."""
+    page = "<" * 10_500_000 + '<a href="/x">'
+    pattern = _main_pattern("/abc123", False)
+    parts = pattern.split(page)
+    assert [head for head in parts[2::5] if head] == ['href="/']
+    assert len(parts[1]) == len(page) - len('href="/x">')
+
+
 def test_a_pattern_pcre2_refuses_runs_in_re() -> None:
     """PCRE2 knows no named character escapes: the pattern runs in `re`, with `re`'s results."""
     pattern = FastPattern(r"a\N{EM DASH}+")
