@@ -86,23 +86,20 @@ class FastPattern:
 
     def split(self, text: str) -> list[Any]:
         """What `re.split` returns: the pieces between matches, and each match's groups."""
-        jit = self._pcre2_pattern()
-        if jit is not None:
-            try:
-                return jit.split(text)  # type: ignore[no-any-return]
-            except (ValueError, _pcre_error()):
-                pass  # a lone surrogate (no UTF-8 for PCRE2) or one of its limits: `re` does it
-        return self._re_pattern().split(text)
+        return self._run("split", text)
 
     def findall(self, text: str) -> list[Any]:
         """What `re.findall` returns: every match, or its group, or the tuple of its groups."""
+        return self._run("findall", text)
+
+    def _run(self, method: str, text: str) -> list[Any]:
         jit = self._pcre2_pattern()
         if jit is not None:
             try:
-                return jit.findall(text)  # type: ignore[no-any-return]
+                return getattr(jit, method)(text)  # type: ignore[no-any-return]
             except (ValueError, _pcre_error()):
-                pass
-        return self._re_pattern().findall(text)
+                pass  # a lone surrogate (no UTF-8 for PCRE2) or one of its limits: `re` does it
+        return getattr(self._re_pattern(), method)(text)  # type: ignore[no-any-return]
 
     def _re_pattern(self) -> re.Pattern[str]:
         if self._compiled is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -146,13 +147,7 @@ def test_what_the_source_pass_declines(page: str) -> None:
 def test_tag_names_fold_ascii_case_only(page: str, expected: str | None) -> None:
     """HTML lowers only ASCII letters; `(?i)` would also fold these letters, in `re` and PCRE2 alike or
     (dotless and dotted i) in `re` only."""
-    config = RewriteConfig(
-        prefix="/abc123",
-        public_origin="https://gw.example.com",
-        upstream_origin="http://127.0.0.1:3000",
-        inject_context=False,
-        rewrite_js=False,
-    )
+    config = dataclasses.replace(NO_INJECT, rewrite_js=False)
     result = rewrite_source(page, config, is_document=False)
     assert result is not None
     assert result.text == (page if expected is None else expected)
