@@ -493,10 +493,7 @@ def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[s
         new_joined = _prefix_srcset(joined, config.prefix)
         if new_joined == joined:
             return 0
-        new = new_joined.split("\x00")
-        for index, value in zip(indices, new, strict=True):
-            values[index] = value
-        changed = sum(map(ne, old, new))
+        changed = _spread(new_joined, indices, old, values)
         grown = len(new_joined) - len(joined)
     else:
         grown = changed = 0
@@ -504,9 +501,7 @@ def _rewrite_srcsets(indices: list[int], heads: list[str | None], values: list[s
             value = _decode_attribute(raw)
             after = rewrite_srcset(value, config)
             if after != value:
-                new_raw = after if value is raw else _encode_attribute(after, _quote(heads[index] or ""))
-                values[index] = new_raw
-                grown += len(new_raw) - len(raw)
+                grown += _put_back(after, value, index, heads, values)
                 changed += 1
     if changed:
         job.rewrites.append(Rewrite("html srcset", "/…", f"{config.prefix}/…", changed))
@@ -523,10 +518,7 @@ def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[st
         if new_joined is not None:
             if new_joined == joined:
                 return 0
-            after = new_joined.split("\x00")
-            for index, value in zip(indices, after, strict=True):
-                values[index] = value
-            changed = sum(map(ne, before, after))
+            changed = _spread(new_joined, indices, before, values)
             job.rewrites.append(
                 Rewrite("html style attributes", "url(/…)", f"url({config.prefix}/…)", changed)
             )
@@ -560,14 +552,32 @@ def _rewrite_styles(indices: list[int], heads: list[str | None], values: list[st
     for index, value in todo:
         new_value = done[index]
         if new_value != value:
-            raw = values[index]
-            new_raw = new_value if raw is value else _encode_attribute(new_value, _quote(heads[index] or ""))
-            values[index] = new_raw
-            grown += len(new_raw) - len(raw)
+            grown += _put_back(new_value, value, index, heads, values)
             changed += 1
     if changed:
         job.rewrites.append(Rewrite("html style attributes", "url(/…)", f"url({config.prefix}/…)", changed))
     return grown
+
+
+def _spread(new_joined: str, indices: list[int], old: list[str], values: list[str]) -> int:
+    """Put the values of a rewritten NUL-joined batch back in their places; returns how many changed."""
+    new = new_joined.split("\x00")
+    for index, value in zip(indices, new, strict=True):
+        values[index] = value
+    return sum(map(ne, old, new))
+
+
+def _put_back(new: str, decoded: str, index: int, heads: list[str | None], values: list[str]) -> int:
+    """Write the rewritten form of `decoded` (the value of `values[index]` as the parser reads it) back
+    into the source: as it is where the raw value needed no decoding, else encoded for its quoting.
+
+    Returns:
+        How many characters longer the value became.
+    """
+    raw = values[index]
+    new_raw = new if decoded is raw else _encode_attribute(new, _quote(heads[index] or ""))
+    values[index] = new_raw
+    return len(new_raw) - len(raw)
 
 
 def rewrite_url_list(value: str, config: RewriteConfig) -> str | None:
